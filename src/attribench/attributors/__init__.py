@@ -1,0 +1,6 @@
+"""Image attributors: classifiers that name the generator of an image. One registry entry each."""
+
+from attribench.attributors.registry import ATTRIBUTORS, build_attributor, register  # noqa: F401
+
+# Importing the modules registers their builders.
+from attribench.attributors import timm_scratch  # noqa: F401,E402

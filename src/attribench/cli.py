@@ -1,0 +1,164 @@
+"""`attribench <command>`: the entry point Snakemake rules and users call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from attribench import config as config_mod
+
+
+def _cfg(args) -> dict:
+    if args.config_json:  # written by the Snakefile: already merged and validated
+        return json.loads(Path(args.config_json).read_text())
+    return config_mod.load(args.params, {"profile": args.profile} if args.profile else None)
+
+
+def cmd_validate(args, cfg):
+    print(f"params OK: profile {cfg['profile']}, {len(cfg['generators'])} generators: {', '.join(cfg['generators'])}")
+
+
+def cmd_prompts(args, cfg):
+    from attribench.prompts import write_prompts
+
+    spec = cfg["prompts"]["sources"].get(args.source)
+    if spec is None:
+        raise KeyError(f"prompt source '{args.source}' is not in params (known: {sorted(cfg['prompts']['sources'])})")
+    write_prompts(args.source, spec, args.out)
+
+
+def cmd_build_zoo(args, cfg):
+    from attribench.generators.zoo import save_zoo_model
+
+    spec = cfg["zoo"].get(args.name)
+    if spec is None:
+        raise KeyError(f"zoo model '{args.name}' is not in params (known: {sorted(cfg['zoo'])})")
+    save_zoo_model(spec["family"], args.out, seed=spec.get("seed", 0), resolution=spec.get("resolution", 64))
+
+
+def cmd_sample_photos(args, cfg):
+    from attribench.real_photos import export_sample_photos
+
+    export_sample_photos(args.out)
+
+
+def cmd_render(args, cfg):
+    from attribench.render import render_shard
+
+    render_shard(cfg, args.generator, args.chunk, args.out, args.prompts)
+
+
+def cmd_deliver(args, cfg):
+    from attribench.delivery import deliver_shard
+
+    deliver_shard(args.raw, args.out, cfg["delivery"])
+
+
+def cmd_split(args, cfg):
+    from attribench.splits import write_index
+
+    write_index(args.shards, cfg["split"], args.out)
+
+
+def cmd_summary(args, cfg):
+    import pandas as pd
+
+    from attribench.summary import write_montage, write_summary
+
+    index = pd.read_parquet(args.index)
+    write_summary(index, args.csv)
+    if args.montage:
+        write_montage(index, args.montage, seed=cfg["seed"])
+
+
+def cmd_train(args, cfg):
+    from attribench.experiments import run_experiment
+
+    run_experiment(cfg, args.experiment, args.index, args.out, threads=args.threads)
+
+
+def cmd_table(args, cfg):
+    from attribench.tables import build_table
+
+    build_table(args.name, args.metrics, args.csv, args.md, args.dvc_metrics)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="attribench", description=__doc__)
+    p.add_argument("--params", default=str(config_mod.DEFAULT_PARAMS), help="params.yaml to read")
+    p.add_argument("--profile", help="override params' profile (smoke | paper)")
+    p.add_argument("--config-json", help="an already-resolved config (the Snakefile passes this)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (Snakemake passes the job's threads)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name, fn, help_):
+        sp = sub.add_parser(name, help=help_)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("validate", cmd_validate, "validate params.yaml and print the resolved generators")
+    sp = add("prompts", cmd_prompts, "write one prompt set to Parquet")
+    sp.add_argument("--source", required=True)
+    sp.add_argument("--out", required=True)
+    sp = add("build-zoo", cmd_build_zoo, "build one tiny seeded diffusers pipeline and save_pretrained it")
+    sp.add_argument("--name", required=True)
+    sp.add_argument("--out", required=True)
+    sp = add("sample-photos", cmd_sample_photos, "export the real photos that ship inside installed wheels")
+    sp.add_argument("--out", required=True)
+    sp = add("render", cmd_render, "produce one raw image shard (resumable)")
+    sp.add_argument("--generator", required=True)
+    sp.add_argument("--chunk", required=True)
+    sp.add_argument("--prompts")
+    sp.add_argument("--out", required=True)
+    sp = add("deliver", cmd_deliver, "apply the delivery policy to one raw shard")
+    sp.add_argument("--raw", required=True)
+    sp.add_argument("--out", required=True)
+    sp = add("split", cmd_split, "prompt-disjoint train/val/test index over delivered shards")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("shards", nargs="+")
+    sp = add("summary", cmd_summary, "dataset summary CSV and montage PNG")
+    sp.add_argument("--index", required=True)
+    sp.add_argument("--csv", required=True)
+    sp.add_argument("--montage")
+    sp = add("train", cmd_train, "run one named experiment (train + test) into a run folder")
+    sp.add_argument("--experiment", required=True)
+    sp.add_argument("--index", required=True)
+    sp.add_argument("--out", required=True)
+    sp = add("table", cmd_table, "aggregate experiment runs into a benchmark table")
+    sp.add_argument("--name", required=True)
+    sp.add_argument("--csv", required=True)
+    sp.add_argument("--md", required=True)
+    sp.add_argument("--dvc-metrics")
+    sp.add_argument("metrics", nargs="+")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        # One thread per job: several jobs share the cores, and oversubscribed torch threads
+        # slow tiny models down by orders of magnitude.
+        import torch
+
+        args.threads = min(args.threads, os.cpu_count() or 1)
+        torch.set_num_threads(args.threads)
+    try:
+        cfg = _cfg(args)
+        args.fn(args, cfg)
+    except (config_mod.ConfigError, KeyError, FileNotFoundError, ValueError, NotImplementedError, RuntimeError) as err:
+        if args.verbose:
+            raise
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"attribench {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Load params.yaml, overlay the chosen profile, and validate against the one schema.
+
+Snakemake validates the raw file with `snakemake.utils.validate` (same schema); this module is the
+path for the CLI, DVC stages and tests, and formats errors so the offending key is named.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import jsonschema
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = ROOT / "workflow" / "schemas" / "params.schema.yaml"
+DEFAULT_PARAMS = ROOT / "params.yaml"
+
+
+class ConfigError(ValueError):
+    """A params problem, with the dotted path of the offending key."""
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    if error.validator == "additionalProperties":
+        # jsonschema reports the parent object; name the unexpected key itself.
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        parts += extra[:1]
+    return ".".join(parts) or "<top level>"
+
+
+def validate(cfg: Mapping, schema: Mapping | None = None, source: str = "params.yaml") -> None:
+    schema = schema or load_schema()
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"{source}: {_key_path(e)}: {e.message}" for e in errors[:10]]
+        raise ConfigError("invalid config\n  " + "\n  ".join(lines))
+
+
+def deep_merge(base: Mapping, over: Mapping) -> dict:
+    out = copy.deepcopy(dict(base))
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else copy.deepcopy(v)
+    return out
+
+
+def resolve(raw: Mapping) -> dict:
+    """The effective config: common keys overlaid by `profiles[profile]`; validated."""
+    schema = load_schema()
+    validate(raw, schema)
+    name = raw["profile"]
+    if name not in raw["profiles"]:
+        raise ConfigError(f"params.yaml: profile: '{name}' is not one of {sorted(raw['profiles'])}")
+    cfg = {k: v for k, v in raw.items() if k != "profiles"}
+    cfg = deep_merge(cfg, raw["profiles"][name])
+    cfg.setdefault("seed", 0)
+    for key in ("zoo", "attributors", "datasets", "experiments", "tables"):
+        cfg.setdefault(key, {})
+    cfg["generators"] = {k: v for k, v in cfg["generators"].items() if v.get("enabled", True)}
+    resolved_schema = dict(schema["$defs"]["resolved"], **{"$defs": schema["$defs"]})
+    validate(cfg, resolved_schema, source=f"params.yaml (profile {name})")
+    return cfg
+
+
+def load(path: str | Path = DEFAULT_PARAMS, overrides: Mapping[str, Any] | None = None) -> dict:
+    raw = yaml.safe_load(Path(path).read_text())
+    if overrides:
+        raw = deep_merge(raw, overrides)
+    return resolve(raw)
+
+
+def fingerprint(obj: Any) -> str:
+    """Stable short hash of a JSON-able object (used to key resumable partial work)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def snapshot(cfg: Mapping, path: str | Path = ".snakemake/attribench/config.json") -> Path:
+    """Write the resolved config for the jobs of this run (rewritten only when it changes)."""
+    path = Path(path)
+    text = json.dumps(cfg, indent=1, sort_keys=True)
+    if not path.exists() or path.read_text() != text:
+        from attribench.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    return path

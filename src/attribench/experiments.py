@@ -1,0 +1,116 @@
+"""One named experiment = dataset spec x attributor spec x training spec, run into results/runs/<name>/.
+
+It trains on the train/val splits of its `train` dataset and tests on the test split of every
+dataset in `test` (the first one is the primary test set). metrics.json holds one block per test
+set; confusion matrices and predictions are written per test set too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from attribench.datasets import select
+from attribench.io import atomic_path
+from attribench.metrics import bootstrap_ci, classification_metrics, plot_confusion
+from attribench.shards import load_images
+
+PLOTS = Path("results/plots")  # DVC plot data (dvc.yaml `plots:`), one file per run and test set
+
+
+def experiment_spec(cfg: dict, name: str) -> dict:
+    """Everything that determines a run's result (rule params hash this)."""
+    if name not in cfg["experiments"]:
+        raise KeyError(f"experiment '{name}' is not in params.yaml (known: {sorted(cfg['experiments'])})")
+    exp = cfg["experiments"][name]
+    att_name = exp["attributor"]
+    if att_name not in cfg["attributors"]:
+        raise KeyError(f"experiments.{name}.attributor: '{att_name}' is not in attributors")
+    attributor = cfg["attributors"][att_name]
+    training = {**cfg["training"], **attributor.get("training", {}), **exp.get("training", {})}
+    tests = exp.get("test") or [exp["train"]]
+    for ds in [exp["train"], *tests]:
+        if ds not in cfg["datasets"]:
+            raise KeyError(f"experiments.{name}: dataset '{ds}' is not in datasets")
+    return {
+        "name": name, "attributor_name": att_name, "attributor": attributor, "training": training,
+        "train": exp["train"], "test": tests, "datasets": {d: cfg["datasets"][d] for d in {exp["train"], *tests}},
+        "seed": cfg["split"]["seed"],
+    }
+
+
+def _metrics_block(y_true, y_pred, classes, seed) -> dict:
+    m = classification_metrics(y_true, y_pred, classes)
+    lo, hi = bootstrap_ci(y_true, y_pred, seed=seed)
+    return {"accuracy": m["accuracy"], "accuracy_ci95": [lo, hi], "macro_precision": m["macro_precision"],
+            "macro_recall": m["macro_recall"], "macro_f1": m["macro_f1"],
+            "per_class_accuracy": m["per_class_accuracy"], "confusion_matrix": m["confusion_matrix"],
+            "n": int(len(y_true))}
+
+
+def _write_test_outputs(out_dir: Path, test: str, classes, image_ids, y_true, y_pred, probs) -> None:
+    labels = np.asarray(classes, dtype=object)
+    preds = pd.DataFrame({"image_id": image_ids, "test_set": test, "true_label": labels[y_true], "pred_label": labels[y_pred]})
+    preds = pd.concat([preds, pd.DataFrame(probs, columns=[f"p_{c}" for c in classes])], axis=1)
+    with atomic_path(out_dir / f"predictions_{test}.parquet") as tmp:
+        preds.to_parquet(tmp, index=False)
+    cm = classification_metrics(y_true, y_pred, classes)["confusion_matrix"]
+    with atomic_path(out_dir / f"confusion_{test}.csv") as tmp:
+        pd.DataFrame(cm, index=pd.Index(classes, name="true\\predicted"), columns=classes).to_csv(tmp)
+    plot_confusion(cm, classes, out_dir / f"confusion_{test}.png", title=f"{out_dir.name}: test on {test}")
+    # Per-image (actual, predicted) pairs for DVC's confusion template (`dvc plots show`).
+    pairs = PLOTS / "confusion" / f"{out_dir.name}__{test}.csv"
+    with atomic_path(pairs) as tmp:
+        preds[["true_label", "pred_label"]].set_axis(["actual", "predicted"], axis=1).to_csv(tmp, index=False)
+
+
+def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | Path, threads: int | None = None) -> dict:
+    from attribench.train import predict, train_run
+
+    spec = experiment_spec(cfg, name)
+    out_dir = Path(out_dir)
+    index = pd.read_parquet(index_path)
+    train_ds = select(index, spec["train"], spec["datasets"][spec["train"]], spec["seed"])
+    tests = {t: select(index, t, spec["datasets"][t], spec["seed"]) for t in spec["test"]}
+    classes = sorted(train_ds["generator"].unique())
+    primary = spec["test"][0]
+    run_index = pd.concat([train_ds[train_ds["split"] != "test"], tests[primary][tests[primary]["split"] == "test"]])
+
+    training = dict(spec["training"])
+    num_threads = threads or training.pop("num_threads", None)
+    training.pop("num_threads", None)
+    run_spec = {
+        "attributor": spec["attributor"]["kind"], "attributor_spec": spec["attributor"]["spec"],
+        "input_size": training.pop("input_size"), "classes": classes, **training,
+    }
+    if num_threads:
+        run_spec["num_threads"] = num_threads
+    summary = train_run(run_index, run_spec, out_dir)
+
+    blocks = {}
+    for test, ds in tests.items():
+        rows = ds[(ds["split"] == "test") & ds["generator"].isin(classes)]
+        images = load_images(rows)
+        probs = predict(out_dir, [images[i] for i in rows["image_id"]])
+        y_true = np.array([classes.index(g) for g in rows["generator"]])
+        y_pred = probs.argmax(1)
+        blocks[test] = _metrics_block(y_true, y_pred, classes, spec["seed"])
+        _write_test_outputs(out_dir, test, classes, list(rows["image_id"]), y_true, y_pred, probs)
+
+    metrics = {
+        "experiment": name, "profile": cfg["profile"], "attributor": spec["attributor_name"],
+        "attributor_label": spec["attributor"].get("label", spec["attributor_name"]),
+        "model": spec["attributor"]["spec"].get("model"), "input_size": run_spec["input_size"],
+        "train_dataset": spec["train"], "classes": classes, "n_classes": len(classes),
+        "chance": 1.0 / len(classes), "n_train": summary["n_train"], "n_val": summary["n_val"],
+        "best_epoch": summary["best_epoch"], "best_val_accuracy": summary["best_val_accuracy"],
+        "epochs": summary["epochs"], "train_seconds": summary["train_seconds"],
+        "train_images_per_second": summary["train_images_per_second"], "n_parameters": summary["n_parameters"],
+        "test": blocks,
+    }
+    with atomic_path(out_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics

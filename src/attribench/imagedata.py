@@ -1,0 +1,92 @@
+"""Images of a dataset index as a torch Dataset, with the paper's transforms (Xu et al. 2024, app. B).
+
+Train: resize the short side to `input_size` (bicubic, antialiased), centre-crop, flip
+horizontally with p=0.5. Eval: resize + centre-crop only. Both normalise with ImageNet statistics.
+The resize + crop is deterministic, so it is done once at load time and kept as uint8: training
+then never decodes or resizes again (it would be input-bound on CPU), and only the flip is random.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+from attribench.shards import decode
+
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+
+def resize_crop(data: bytes, size: int) -> torch.Tensor:
+    """Encoded image -> uint8 (3, size, size): short side to `size`, bicubic + antialias, centre crop."""
+    pixels = torch.from_numpy(np.array(decode(data))).permute(2, 0, 1).contiguous()
+    pixels = TF.resize(pixels, [size], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    return TF.center_crop(pixels, [size, size])
+
+
+def normalise(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., 3, H, W) -> float32 normalised with ImageNet mean/std."""
+    return (pixels.float() / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+
+
+class ImageDataset(Dataset):
+    """Preprocessed images held in memory; yields (normalised float image, class index)."""
+
+    def __init__(
+        self,
+        images: Sequence[bytes],
+        labels: Sequence[int],
+        input_size: int,
+        train: bool,
+        seed: int = 0,
+        image_ids: Sequence[str] | None = None,
+    ):
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.input_size = input_size
+        self.train = train
+        self.image_ids = list(image_ids) if image_ids is not None else None
+        self.labels = torch.as_tensor(list(labels), dtype=torch.long)
+        self.pixels = (
+            torch.stack([resize_crop(b, input_size) for b in images])
+            if len(images)
+            else torch.empty((0, 3, input_size, input_size), dtype=torch.uint8)
+        )
+        # Own generator: flips depend only on the seed and the order items are requested in.
+        self.flip_rng = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = self.pixels[i]
+        if self.train and torch.rand((), generator=self.flip_rng).item() < 0.5:
+            pixels = pixels.flip(-1)
+        return normalise(pixels), self.labels[i]
+
+
+def index_dataset(
+    index: pd.DataFrame,
+    images: dict[str, bytes],
+    classes: Sequence[str],
+    input_size: int,
+    train: bool,
+    seed: int = 0,
+) -> ImageDataset:
+    """Dataset over the rows of `index` (in row order); labels are positions in `classes`."""
+    class_idx = {c: i for i, c in enumerate(classes)}
+    ids = index["image_id"].tolist()
+    return ImageDataset(
+        [images[i] for i in ids],
+        [class_idx[g] for g in index["generator"]],
+        input_size,
+        train,
+        seed,
+        image_ids=ids,
+    )

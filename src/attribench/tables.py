@@ -1,0 +1,110 @@
+"""Benchmark tables: each is one registry entry that aggregates named experiment runs.
+
+Every CSV is long-format (one row per number, with its 95% CI where it is an accuracy) and names
+the profile, the class count and chance level; a Markdown rendering in the paper's layout sits beside it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from attribench.io import atomic_path
+
+TableBuilder = Callable[[list[dict]], tuple[pd.DataFrame, str]]
+TABLES: dict[str, TableBuilder] = {}
+
+
+def register_table(name: str):
+    def deco(fn: TableBuilder) -> TableBuilder:
+        TABLES[name] = fn
+        return fn
+
+    return deco
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def _rows(runs: list[dict]) -> pd.DataFrame:
+    rows = []
+    for m in runs:
+        for test, b in m["test"].items():
+            rows.append({
+                "experiment": m["experiment"], "attributor": m["attributor_label"], "model": m["model"],
+                "input_size": m["input_size"], "train_on": m["train_dataset"], "test_on": test,
+                "accuracy": b["accuracy"], "accuracy_ci95_lo": b["accuracy_ci95"][0], "accuracy_ci95_hi": b["accuracy_ci95"][1],
+                "precision": b["macro_precision"], "recall": b["macro_recall"], "f1": b["macro_f1"],
+                "n_test": b["n"], "n_train": m["n_train"], "n_classes": m["n_classes"], "chance": m["chance"],
+                "profile": m["profile"],
+            })
+    return pd.DataFrame(rows)
+
+
+def _acc_ci(r) -> str:
+    return f"{_pct(r.accuracy)} [{_pct(r.accuracy_ci95_lo)}, {_pct(r.accuracy_ci95_hi)}]"
+
+
+def _footer(df: pd.DataFrame) -> str:
+    r = df.iloc[0]
+    return (f"\nProfile `{r.profile}`; {r.n_classes} classes, chance {_pct(r.chance)}%. "
+            "Accuracy in % with a 95% bootstrap CI over test images.\n")
+
+
+@register_table("table1")
+def table1(runs: list[dict]) -> tuple[pd.DataFrame, str]:
+    """N-way attribution accuracy per attributor (Xu et al. Table 1: 12 generators + real)."""
+    df = _rows(runs)
+    md = ["| attributor | model | input | accuracy % [95% CI] | macro F1 % |", "| --- | --- | --- | --- | --- |"]
+    md += [f"| {r.attributor} | `{r.model}` | {r.input_size}px | {_acc_ci(r)} | {_pct(r.f1)} |" for r in df.itertuples()]
+    return df, "\n".join(md) + "\n" + _footer(df)
+
+
+def _cross_domain_grid(df: pd.DataFrame, cell: Callable) -> str:
+    trains = list(dict.fromkeys(df.train_on))
+    tests = list(dict.fromkeys(df.test_on))
+    md = ["| | " + " | ".join(f"train on {t}" for t in trains) + " |", "| --- |" + " --- |" * len(trains)]
+    for test in tests:
+        cells = [cell(df[(df.train_on == t) & (df.test_on == test)].iloc[0]) for t in trains]
+        md.append(f"| test on {test} | " + " | ".join(cells) + " |")
+    return "\n".join(md) + "\n"
+
+
+@register_table("table2")
+def table2(runs: list[dict]) -> tuple[pd.DataFrame, str]:
+    """Cross-domain accuracy: train on natural / creative / both, test on each (Xu et al. Table 2)."""
+    df = _rows(runs)
+    cols = ["train_on", "test_on", "accuracy", "accuracy_ci95_lo", "accuracy_ci95_hi", "n_train", "n_test",
+            "attributor", "model", "n_classes", "chance", "profile", "experiment"]
+    return df[cols], _cross_domain_grid(df, lambda r: _acc_ci(r)) + _footer(df)
+
+
+@register_table("table7")
+def table7(runs: list[dict]) -> tuple[pd.DataFrame, str]:
+    """Cross-domain accuracy, macro precision, recall and F1 (Xu et al. Table 7)."""
+    df = _rows(runs)
+    cols = ["train_on", "test_on", "accuracy", "precision", "recall", "f1", "accuracy_ci95_lo", "accuracy_ci95_hi",
+            "n_test", "attributor", "model", "n_classes", "chance", "profile", "experiment"]
+    cell = lambda r: f"A {_pct(r.accuracy)} / P {_pct(r.precision)} / R {_pct(r.recall)} / F1 {_pct(r.f1)}"  # noqa: E731
+    return df[cols], _cross_domain_grid(df, cell) + _footer(df)
+
+
+def build_table(name: str, metrics_paths: list[str | Path], csv_out: str | Path, md_out: str | Path,
+                metrics_out: str | Path | None = None) -> pd.DataFrame:
+    if name not in TABLES:
+        raise KeyError(f"unknown table '{name}'; registered: {sorted(TABLES)}")
+    runs = [json.loads(Path(p).read_text()) for p in metrics_paths]
+    df, md = TABLES[name](runs)
+    with atomic_path(csv_out) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+    with atomic_path(md_out) as tmp:
+        tmp.write_text(f"# {name}\n\n{(TABLES[name].__doc__ or '').strip()}\n\n{md}")
+    if metrics_out:  # flat accuracies for `dvc metrics show`
+        flat = {f"{r.experiment}/{r.test_on}": round(float(r.accuracy), 6) for r in _rows(runs).itertuples()}
+        with atomic_path(metrics_out) as tmp:
+            tmp.write_text(json.dumps(flat, indent=1) + "\n")
+    return df

@@ -1,0 +1,77 @@
+"""An experiment trains on one dataset view and tests on several, each with its own metrics block."""
+
+import json
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from attribench.experiments import experiment_spec, run_experiment
+from attribench.shards import encode_png, make_row, read_metadata, write_shard
+from attribench.train import predict
+from attribench.shards import load_images
+
+COLOURS = {"red": (190, 60, 60), "blue": (60, 80, 190)}
+
+
+def _index(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for g, colour in COLOURS.items():
+        for src in ("natural", "creative"):
+            for i in range(24):
+                img = np.clip(np.array(colour) + rng.normal(0, 30, (24, 24, 3)), 0, 255).astype(np.uint8)
+                rows.append(make_row(encode_png(Image.fromarray(img)), "png", generator=g, family=g,
+                                     prompt=f"{src} {i}", prompt_id=f"{src}{i}", prompt_source=src))
+    index = read_metadata([write_shard(rows, tmp_path / "toy.parquet")])
+    index["split"] = np.array(["train", "train", "val", "test"])[np.arange(len(index)) % 4]
+    index["in_benchmark"] = True
+    path = tmp_path / "index.parquet"
+    index.to_parquet(path)
+    return path
+
+
+def _cfg():
+    counts = {"train": 8, "val": 2, "test": 4}
+    return {
+        "profile": "test", "split": {"seed": 0},
+        "training": {"epochs": 8, "warmup_epochs": 1, "batch_size": 8, "lr": 2e-3, "min_lr": 1e-5,
+                     "weight_decay": 0.05, "input_size": 16, "seed": 0},
+        "attributors": {"toy": {"kind": "timm_scratch", "label": "toy net", "spec": {"model": "test_resnet"}}},
+        "datasets": {"natural": {"prompt_sources": ["natural"], "counts": counts},
+                     "creative": {"prompt_sources": ["creative"], "counts": counts}},
+        "experiments": {"xd": {"attributor": "toy", "train": "natural", "test": ["natural", "creative"]}},
+    }
+
+
+def test_run_experiment_tests_on_every_named_dataset(tmp_path):
+    cfg = _cfg()
+    out = tmp_path / "runs" / "xd"
+    m = run_experiment(cfg, "xd", _index(tmp_path), out, threads=1)
+    assert set(m["test"]) == {"natural", "creative"} and m["n_classes"] == 2 and m["chance"] == 0.5
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(m))
+    for test in ("natural", "creative"):
+        block = m["test"][test]
+        assert block["n"] == 8 and block["accuracy_ci95"][0] <= block["accuracy"] <= block["accuracy_ci95"][1]
+        preds = pd.read_parquet(out / f"predictions_{test}.parquet")
+        assert (preds.true_label == preds.pred_label).mean() == block["accuracy"]
+        assert (out / f"confusion_{test}.png").stat().st_size > 0
+    # The colour classes are separable from either prompt source.
+    assert m["test"]["creative"]["accuracy"] > 0.5
+    # The saved checkpoint reproduces the recorded probabilities.
+    preds = pd.read_parquet(out / "predictions_creative.parquet")
+    index = pd.read_parquet(tmp_path / "index.parquet").set_index("image_id").loc[preds.image_id].reset_index()
+    images = load_images(index)
+    probs = predict(out, [images[i] for i in preds.image_id])
+    np.testing.assert_array_equal(probs, preds[["p_blue", "p_red"]].to_numpy())
+
+
+def test_experiment_spec_names_missing_pieces():
+    cfg = _cfg()
+    cfg["experiments"]["bad"] = {"attributor": "toy", "train": "nope"}
+    try:
+        experiment_spec(cfg, "bad")
+    except KeyError as err:
+        assert "nope" in str(err)
+    else:
+        raise AssertionError("an unknown dataset must be an error")

@@ -1,0 +1,61 @@
+# Shared state: the resolved config and the shard plan. Rules stay thin and call `attribench`.
+import json
+from pathlib import Path
+
+from attribench import config as ab_config
+from attribench.generators import get_backend
+
+P = ab_config.resolve(config)  # profile overlay + schema check of the merged settings
+CFG = str(ab_config.snapshot(P))  # every job reads the same resolved settings
+ENV = "../envs/attribench.yaml"  # for --sdm conda; ./setup.sh is the default route
+DATA = f"data/{P['profile']}"  # per profile, so a paper run never overwrites the smoke data
+LOGS = f"results/logs/{P['profile']}"
+EXTERNAL = "data/external/"  # where users put data this workflow does not make
+
+
+def as_json(obj):
+    """Rule params as canonical JSON: a change re-runs exactly the jobs whose settings changed."""
+    return json.dumps(obj, sort_keys=True)
+
+
+def gen_spec(name):
+    return P["generators"][name]
+
+
+def chunks_of(gen):
+    return get_backend(gen_spec(gen)["backend"]).chunks(gen, gen_spec(gen), P)
+
+
+def delivered_shards():
+    return [f"{DATA}/shards/delivered/{g}/{c}.parquet" for g in P["generators"] for c in chunks_of(g)]
+
+
+def zoo_dir_for(spec):
+    """The zoo model a diffusers generator loads, if the project builds it (smoke)."""
+    model = Path(spec.get("model", ""))
+    if spec["backend"] == "diffusers" and model.parent == Path("models/zoo") and model.name in P["zoo"]:
+        return str(model)
+    return None
+
+
+def render_inputs(wc):
+    spec = gen_spec(wc.generator)
+    inputs = {}
+    if get_backend(spec["backend"]).prompt_driven:
+        inputs["prompts"] = f"{DATA}/prompts/{wc.chunk.rsplit('-', 1)[0]}.parquet"
+    if zoo_dir_for(spec):
+        inputs["model"] = zoo_dir_for(spec)
+    if spec["backend"] == "folder" and (Path(spec["path"]).exists() or not spec["path"].startswith(EXTERNAL)):
+        # User data under data/external/ is checked when the job runs (clear error naming the folder),
+        # so the paper DAG still dry-runs on a machine that does not hold it yet.
+        inputs["folder"] = spec["path"]
+    return inputs
+
+
+from attribench.experiments import experiment_spec
+
+
+def table_experiments(table):
+    if table not in P["tables"]:
+        raise ValueError(f"table '{table}' is not in params.yaml tables (known: {sorted(P['tables'])})")
+    return P["tables"][table]["experiments"]

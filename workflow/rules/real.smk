@@ -1,0 +1,12 @@
+# Offline real photos: the photographs that ship inside installed wheels, with captions we wrote.
+rule sample_photos:
+    output:
+        directory("data/real/sample_photos"),
+    params:
+        cfg=CFG,
+    conda:
+        ENV
+    log:
+        f"{LOGS}/real/sample_photos.log",
+    shell:
+        "attribench --config-json {params.cfg} sample-photos --out {output} > {log} 2>&1"

@@ -1,0 +1,41 @@
+# One job per named experiment; a table aggregates the runs it names, so `results/table2.csv`
+# trains only what table 2 needs.
+rule train:
+    input:
+        index=f"{DATA}/dataset/index.parquet",
+    output:
+        metrics="results/runs/{experiment}/metrics.json",
+        model="results/runs/{experiment}/model.safetensors",
+    params:
+        cfg=CFG,
+        spec=lambda wc: as_json(experiment_spec(P, wc.experiment)),
+    # All the cores to one training at a time: torch threads oversubscribed across parallel
+    # jobs slow small models down many times over.
+    threads: workflow.cores
+    conda:
+        ENV
+    log:
+        f"{LOGS}/train/{{experiment}}.log",
+    shell:
+        "attribench --config-json {params.cfg} --threads {threads} train --experiment {wildcards.experiment} "
+        "--index {input.index} --out results/runs/{wildcards.experiment} > {log} 2>&1"
+
+
+rule table:
+    input:
+        lambda wc: [f"results/runs/{e}/metrics.json" for e in table_experiments(wc.table)],
+    output:
+        csv="results/{table}.csv",
+        md="results/{table}.md",
+        metrics="results/metrics/{table}.json",
+    params:
+        cfg=CFG,
+    wildcard_constraints:
+        table="table[0-9]+",
+    conda:
+        ENV
+    log:
+        f"{LOGS}/tables/{{table}}.log",
+    shell:
+        "attribench --config-json {params.cfg} table --name {wildcards.table} --csv {output.csv} --md {output.md} "
+        "--dvc-metrics {output.metrics} {input} > {log} 2>&1"

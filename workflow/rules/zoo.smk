@@ -1,0 +1,14 @@
+# Tiny seeded diffusers pipelines of the real classes, saved with save_pretrained; the render rule
+# loads them back through the same from_pretrained path the paper profile uses with hub ids.
+rule build_zoo_model:
+    output:
+        directory("models/zoo/{name}"),
+    params:
+        cfg=CFG,
+        spec=lambda wc: as_json(P["zoo"][wc.name]),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/zoo/{{name}}.log",
+    shell:
+        "attribench --config-json {params.cfg} build-zoo --name {wildcards.name} --out {output} > {log} 2>&1"
