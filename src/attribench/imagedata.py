@@ -90,3 +90,32 @@ def index_dataset(
         seed,
         image_ids=ids,
     )
+
+
+class VectorDataset(Dataset):
+    """Precomputed input vectors (frozen features, +text, Gram) held in memory; yields (vector, class
+    index) with no augmentation and no normalisation: the vectors are the model's input as they are."""
+
+    def __init__(self, vectors: torch.Tensor, labels: Sequence[int], image_ids: Sequence[str] | None = None):
+        if len(vectors) != len(labels):
+            raise ValueError(f"{len(vectors)} vectors but {len(labels)} labels")
+        self.vectors = vectors.float()
+        self.labels = torch.as_tensor(list(labels), dtype=torch.long)
+        self.image_ids = list(image_ids) if image_ids is not None else None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.vectors[i], self.labels[i]
+
+
+def vector_dataset(index: pd.DataFrame, inputs: dict[str, torch.Tensor], classes: Sequence[str]) -> VectorDataset:
+    """Dataset over the rows of `index` (in row order) with inputs[image_id] as each row's input."""
+    ids = index["image_id"].tolist()
+    missing = [i for i in ids if i not in inputs]
+    if missing:
+        raise KeyError(f"{len(missing)} image id(s) have no input vector, e.g. {missing[:3]}")
+    class_idx = {c: i for i, c in enumerate(classes)}
+    vectors = torch.stack([torch.as_tensor(inputs[i]) for i in ids]) if ids else torch.empty((0, 0))
+    return VectorDataset(vectors, [class_idx[g] for g in index["generator"]], image_ids=ids)

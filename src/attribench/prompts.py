@@ -128,10 +128,9 @@ def text_file_prompts(path: str | Path, count: int) -> list[str]:
 
 
 def _openai_prompts(spec: dict, count: int) -> list[str]:
-    raise NotImplementedError(
-        "prompt kind 'openai' is not configured yet (creative prompts via the OpenAI client arrive with "
-        "the OpenAI issue); use kind 'grammar' or 'file' meanwhile"
-    )
+    from attribench.openai_prompts import prompts_from_spec  # the openai client loads only when used
+
+    return prompts_from_spec(spec, count)
 
 
 PROMPT_KINDS: dict[str, Callable[[dict], list[str]]] = {

@@ -4,6 +4,10 @@ Recipe: AdamW (lr 2e-4, weight decay 0.05, none on biases/norm weights as in MMP
 schedule), linear warm-up then cosine to `min_lr`, both stepped per iteration; the checkpoint with
 the best validation accuracy is the one saved and tested. Runs are seeded and, on CPU with a
 fixed thread count, bit-for-bit repeatable.
+
+Inputs are either images (decoded from the shards, flipped in training, ImageNet-normalised) or, with
+`train_run(..., inputs={image_id: vector})`, precomputed vectors (frozen-backbone features, + text,
+Gram style vectors; see features.py) fed to the model as they are. Both share this one loop.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,12 +28,13 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from attribench.attributors import build_attributor
-from attribench.imagedata import index_dataset, normalise, resize_crop
+from attribench.imagedata import index_dataset, normalise, resize_crop, vector_dataset
 from attribench.io import atomic_path
 from attribench.metrics import bootstrap_ci, classification_metrics, plot_confusion
 from attribench.shards import load_images
 
 REQUIRED = ("attributor", "attributor_spec", "input_size", "epochs", "classes")
+REQUIRED_FEATURES = ("attributor", "attributor_spec", "epochs", "classes")  # no pixels, no input size
 # Paper values (app. B) for everything a spec leaves out; epochs stay required (paper: 2000).
 DEFAULTS = {"batch_size": 128, "lr": 2e-4, "weight_decay": 0.05, "warmup_epochs": 20,
             "min_lr": 1e-5, "seed": 0, "num_threads": None, "device": "cpu"}
@@ -61,15 +66,26 @@ def torch_settings(num_threads: int | None) -> Iterator[None]:
 
 
 @torch.inference_mode()
-def predict_pixels(model: torch.nn.Module, pixels: torch.Tensor, batch_size: int, device: str = "cpu") -> np.ndarray:
-    """Softmax probabilities for preprocessed uint8 images. Validation, test and `predict` all go
-    through here with the same batch size, so recorded and re-computed predictions match exactly."""
+def predict_batches(model: torch.nn.Module, x: torch.Tensor, batch_size: int, device: str = "cpu",
+                    prepare: Callable[[torch.Tensor], torch.Tensor] = normalise) -> np.ndarray:
+    """Softmax probabilities for stored inputs, `prepare`d batch by batch. Validation, test and
+    `predict*` all go through here with the same batch size, so recorded and re-computed predictions
+    match exactly."""
     model.eval()
     out = [
-        F.softmax(model(normalise(pixels[s : s + batch_size]).to(device)).float(), dim=1).cpu()
-        for s in range(0, len(pixels), batch_size)
+        F.softmax(model(prepare(x[s : s + batch_size]).to(device)).float(), dim=1).cpu()
+        for s in range(0, len(x), batch_size)
     ]
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def predict_pixels(model: torch.nn.Module, pixels: torch.Tensor, batch_size: int, device: str = "cpu") -> np.ndarray:
+    """Softmax probabilities for preprocessed uint8 images (normalised here)."""
+    return predict_batches(model, pixels, batch_size, device, normalise)
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    return x.float()  # vectors are the model input as they are: no normalisation
 
 
 def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
@@ -81,13 +97,38 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[torch.nn.Modul
     return model.to(device).eval(), meta
 
 
-def predict(run_dir: str | Path, images: Sequence[bytes], device: str = "cpu") -> np.ndarray:
-    """Class probabilities (n_images, n_classes; columns in model.json's `classes` order)."""
+def predict(run_dir: str | Path, images: Sequence[bytes], device: str = "cpu",
+            prompts: Sequence[str | None] | None = None) -> np.ndarray:
+    """Class probabilities (n_images, n_classes; columns in model.json's `classes` order). A run
+    trained on feature vectors recomputes them from the images with its recorded feature spec
+    (`prompts` are needed when that spec has a text part)."""
+    meta = json.loads((Path(run_dir) / "model.json").read_text())
+    if meta.get("input_kind") == "features":
+        from attribench.features import compute_vectors  # backbones load only for feature runs
+
+        if "text" in (meta.get("features") or {}) and prompts is None:
+            raise ValueError(f"{run_dir} was trained with prompt embeddings: pass prompts=")
+        if not meta.get("features"):
+            raise ValueError(f"{run_dir} records no feature spec; use predict_features(run_dir, vectors)")
+        with torch_settings(meta.get("num_threads")):
+            vectors = compute_vectors(meta["features"], images, prompts)
+        return predict_features(run_dir, vectors, device)
     model, meta = load_model(run_dir, device)
     size = meta["input_size"]
     pixels = torch.stack([resize_crop(b, size) for b in images]) if len(images) else torch.empty((0, 3, size, size), dtype=torch.uint8)
     with torch_settings(meta.get("num_threads")):
         return predict_pixels(model, pixels, meta["eval_batch_size"], device)
+
+
+def predict_features(run_dir: str | Path, vectors: np.ndarray | torch.Tensor, device: str = "cpu") -> np.ndarray:
+    """Class probabilities for precomputed input vectors (n, input_dim) of a feature run; the
+    vectors the run was trained/tested on give back exactly its recorded predictions."""
+    model, meta = load_model(run_dir, device)
+    if meta.get("input_kind") != "features":
+        raise ValueError(f"{run_dir} was trained on images; use predict(run_dir, images)")
+    x = torch.as_tensor(np.asarray(vectors, dtype=np.float32)).reshape(-1, meta["input_dim"])
+    with torch_settings(meta.get("num_threads")):
+        return predict_batches(model, x, meta["eval_batch_size"], device, _as_float)
 
 
 def _write_json(obj: dict, path: Path) -> None:
@@ -102,10 +143,14 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def train_run(index: pd.DataFrame, spec: dict, out_dir: str | Path) -> dict:
+def train_run(index: pd.DataFrame, spec: dict, out_dir: str | Path,
+              inputs: dict[str, torch.Tensor] | None = None) -> dict:
     """Train on split 'train', pick the epoch by 'val' accuracy, test it on 'test'; write the run
-    (model, metrics, confusion, predictions, history, log) into `out_dir`. Returns the metrics."""
-    missing = [k for k in REQUIRED if k not in spec]
+    (model, metrics, confusion, predictions, history, log) into `out_dir`. Returns the metrics.
+
+    inputs: {image_id: 1-D vector} to train on instead of the images (no augmentation, no
+    normalisation); spec["features"], if given, is recorded so `predict` can remake the vectors."""
+    missing = [k for k in (REQUIRED if inputs is None else REQUIRED_FEATURES) if k not in spec]
     if missing:
         raise KeyError(f"training spec lacks {missing}")
     spec = {**DEFAULTS, **spec}
@@ -116,22 +161,24 @@ def train_run(index: pd.DataFrame, spec: dict, out_dir: str | Path) -> dict:
             log_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
             log_file.flush()
 
-        return _train(index, spec, out_dir, log)
+        return _train(index, spec, out_dir, log, inputs)
 
 
 @torch.no_grad()
-def _check_input_size(model: torch.nn.Module, size: int, attributor_spec: dict, device: str) -> None:
-    """Fail before training, with a readable message, when the architecture cannot take `size` px
-    (timm's EfficientFormer v1 only takes 224; V2 needs model_kwargs img_size == input_size)."""
+def _check_input(model: torch.nn.Module, example: torch.Tensor, what: str, attributor_spec: dict, device: str) -> None:
+    """Fail before training, with a readable message, when the architecture cannot take the input
+    (timm's EfficientFormer v1 only takes 224 px; V2 needs model_kwargs img_size == input_size; a
+    head's in_dim must match the vectors)."""
     model.eval()  # no BN statistics updated, no dropout draws: the run's RNG stream is untouched
     try:
-        model(torch.zeros(1, 3, size, size, device=device))
+        model(example.to(device))
     except RuntimeError as err:
-        raise ValueError(f"attributor {attributor_spec} does not accept {size}px inputs: {err}") from err
+        raise ValueError(f"attributor {attributor_spec} does not accept {what} inputs: {err}") from err
 
 
-def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log) -> dict:
-    classes, size, seed, device = list(spec["classes"]), int(spec["input_size"]), int(spec["seed"]), spec["device"]
+def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log, inputs: dict[str, torch.Tensor] | None) -> dict:
+    classes, seed, device = list(spec["classes"]), int(spec["seed"]), spec["device"]
+    size = int(spec["input_size"]) if spec.get("input_size") is not None else None
     eval_bs = int(spec.get("eval_batch_size") or spec["batch_size"])
     kept = index[index["generator"].isin(classes)]
     log(f"spec {json.dumps(spec, sort_keys=True, default=str)}")
@@ -141,16 +188,25 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log) -> dict:
     if empty:
         raise ValueError(f"no images in split(s) {empty} for classes {classes}")
 
-    images = load_images(kept)
-    train_ds = index_dataset(parts["train"], images, classes, size, train=True, seed=seed)
-    val_ds = index_dataset(parts["val"], images, classes, size, train=False)
-    test_ds = index_dataset(parts["test"], images, classes, size, train=False)
-    del images
-    log(f"n_train={len(train_ds)} n_val={len(val_ds)} n_test={len(test_ds)} input={size}px")
+    if inputs is None:
+        images = load_images(kept)
+        train_ds = index_dataset(parts["train"], images, classes, size, train=True, seed=seed)
+        val_ds = index_dataset(parts["val"], images, classes, size, train=False)
+        test_ds = index_dataset(parts["test"], images, classes, size, train=False)
+        del images
+        val_x, test_x, prepare = val_ds.pixels, test_ds.pixels, normalise
+        example, what, extra_meta = torch.zeros(1, 3, size, size), f"{size}px", {}
+    else:
+        train_ds, val_ds, test_ds = (vector_dataset(parts[s], inputs, classes) for s in ("train", "val", "test"))
+        val_x, test_x, prepare = val_ds.vectors, test_ds.vectors, _as_float
+        dim = train_ds.vectors.shape[1]
+        example, what = torch.zeros(1, dim), f"{dim}-d vector"
+        extra_meta = {"input_kind": "features", "input_dim": dim, "features": spec.get("features")}
+    log(f"n_train={len(train_ds)} n_val={len(val_ds)} n_test={len(test_ds)} input={what}")
 
     torch.manual_seed(seed)
     model = build_attributor(spec["attributor"], spec["attributor_spec"], len(classes)).to(device)
-    _check_input_size(model, size, spec["attributor_spec"], device)
+    _check_input(model, example, what, spec["attributor_spec"], device)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"attributor {spec['attributor']} {json.dumps(spec['attributor_spec'])}: {n_params} parameters")
     opt = torch.optim.AdamW(_param_groups(model, spec["weight_decay"]), lr=spec["lr"])
@@ -186,7 +242,7 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log) -> dict:
             seen += len(y)
         step_seconds += time.perf_counter() - t0
         seen_total += seen
-        val_acc = float((predict_pixels(model, val_ds.pixels, eval_bs, device).argmax(1) == val_ds.labels.numpy()).mean())
+        val_acc = float((predict_batches(model, val_x, eval_bs, device, prepare).argmax(1) == val_ds.labels.numpy()).mean())
         row = {"epoch": epoch, "lr": lr, "train_loss": loss_sum / seen, "train_acc": correct / seen, "val_acc": val_acc}
         history.append(row)
         if val_acc > best_acc:  # strict: a tie keeps the earlier epoch
@@ -204,9 +260,9 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log) -> dict:
     _write_json({"attributor": spec["attributor"], "attributor_spec": spec["attributor_spec"],
                  "classes": classes, "input_size": size, "eval_batch_size": eval_bs,
                  "num_threads": spec["num_threads"], "best_epoch": best_epoch, "seed": seed,
-                 "n_parameters": n_params}, out_dir / "model.json")
+                 "n_parameters": n_params, **extra_meta}, out_dir / "model.json")
     best_model, _ = load_model(out_dir, device)
-    probs = predict_pixels(best_model, test_ds.pixels, eval_bs, device)
+    probs = predict_batches(best_model, test_x, eval_bs, device, prepare)
     y_true, y_pred = test_ds.labels.numpy(), probs.argmax(1)
     _write_outputs(out_dir, classes, test_ds.image_ids, y_true, y_pred, probs, history)
 

@@ -7,7 +7,7 @@ from attribench.generators import get_backend
 
 P = ab_config.resolve(config)  # profile overlay + schema check of the merged settings
 CFG = str(ab_config.snapshot(P))  # every job reads the same resolved settings
-ENV = "../envs/attribench.yaml"  # for --sdm conda; ./setup.sh is the default route
+ENV = str(Path(workflow.basedir, "workflow/envs/attribench.yaml"))  # --sdm conda; ./setup.sh is the default
 DATA = f"data/{P['profile']}"  # per profile, so a paper run never overwrites the smoke data
 LOGS = f"results/logs/{P['profile']}"
 EXTERNAL = "data/external/"  # where users put data this workflow does not make

@@ -3,4 +3,4 @@
 from attribench.attributors.registry import ATTRIBUTORS, build_attributor, register  # noqa: F401
 
 # Importing the modules registers their builders.
-from attribench.attributors import timm_scratch  # noqa: F401,E402
+from attribench.attributors import finetune, heads, timm_scratch  # noqa: F401,E402
