@@ -39,15 +39,19 @@ OUT = Path(__file__).resolve().parent / "results"
 SEED, REPEATS, BATCH = 0, 3, 64
 
 
+CPU_RATIO: list[float] = []  # CPU-s per wall-s of the last timed(): below the thread count = we were preempted
+
+
 def timed(fn, repeats: int = REPEATS, warmup: int = 1) -> float:
     """Median seconds of `fn()` over `repeats` runs, after `warmup` untimed runs (caches, allocator)."""
     for _ in range(warmup):
         fn()
-    times = []
+    times, c0 = [], time.process_time()
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+    CPU_RATIO.append((time.process_time() - c0) / sum(times))
     return statistics.median(times)
 
 
@@ -99,8 +103,8 @@ def main() -> None:
 
     def add(stage, label, px, threads, batch, n, seconds):
         rows.append(dict(stage=stage, label=label, input_px=px, threads=threads, batch=batch,
-                         images=n, median_s=seconds, images_per_s=n / seconds))
-        print(f"  {label:<42s} {n / seconds:10.1f} images/s", flush=True)
+                         images=n, median_s=seconds, images_per_s=n / seconds, cpu_per_wall=CPU_RATIO[-1]))
+        print(f"  {label:<42s} {n / seconds:10.1f} images/s  (cpu/wall {CPU_RATIO[-1]:.2f})", flush=True)
 
     # 1. Decode-only bound, single thread (the Dataset builds its pixels in one process).
     print(f"decode-only bound: {len(bench)} benchmark images, {bench['shard'].nunique()} shards, 1 thread")
@@ -139,7 +143,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     df.to_csv(OUT / "data_loading.csv", index=False, float_format="%.6g")
 
-    print("\n" + df[["label", "images", "median_s", "images_per_s"]].to_string(index=False, float_format="%.3f"))
+    print("\n" + df[["label", "images", "median_s", "images_per_s", "cpu_per_wall"]].to_string(index=False, float_format="%.3f"))
 
     # Input-bound? Loader and step run back to back in one process: an epoch costs 1/L + 1/S per image.
     loader_rate = df.loc[df.stage == "loader", "images_per_s"].iloc[0]

@@ -89,6 +89,10 @@ def test_image_and_gram_caches(toy_index, tmp_path):
     ids, grams, meta = read_vectors(path)
     assert grams.shape == (len(one), 4496) and meta["gram"]["layers"] == [0, 1, 2, 3]
     assert np.all(grams <= 1 + 1e-5) and np.all(grams >= -1 - 1e-5)
+    path = gram_features(one, "efficientnet_lite0", {}, [0, 1], tmp_path / "gram_relu.parquet", input_size=32,
+                         max_channels=16, rectify=True)
+    _, grams, _ = read_vectors(path)
+    assert grams.shape == (len(one), 136 + 136) and grams.min() >= 0  # post-ReLU, as VGG's style layers
     assert not list(tmp_path.glob("*.tmp"))
 
 
@@ -116,7 +120,7 @@ def test_feature_inputs_compute_once(toy_index, tmp_path, monkeypatch):
     # A second call with more images computes only the new ones.
     computed = []
     real = feat._image_cache
-    monkeypatch.setattr(feat, "_image_cache", lambda idx, *a: computed.append(len(idx)) or real(idx, *a))
+    monkeypatch.setattr(feat, "_image_cache", lambda idx, *a, **k: computed.append(len(idx)) or real(idx, *a, **k))
     both = feature_inputs(toy_index, spec, tmp_path)
     assert computed == [(toy_index["generator"] == "blue").sum()]
     assert all(torch.equal(both[i], inputs[i]) for i in inputs)

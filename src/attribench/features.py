@@ -7,7 +7,8 @@ features are computed once per image and reused by every head, epoch and experim
 
 A *feature spec* names what an attributor's input vector is, in a fixed order of parts:
     {"image": {"backbone": "efficientnet_lite0", "spec": {}, "input_size": 64},
-     "gram":  {"backbone": "efficientnet_lite0", "spec": {}, "input_size": 64, "layers": [0, 1, 2, 3]},
+     "gram":  {"backbone": "efficientnet_lite0", "spec": {}, "input_size": 64, "layers": [0, 1, 2, 3],
+               "max_channels": None, "rectify": False},
      "text":  {"encoder": "minilm", "spec": {}}}
 (any non-empty subset). `feature_inputs` turns it into {image_id: vector} for `train_run(inputs=...)`,
 `compute_vectors` recomputes the same vector for new images (`attribench predict`).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -107,25 +109,28 @@ def _batches(images: Sequence[bytes], bb: Backbone, size: int, batch_size: int, 
 
 
 @torch.inference_mode()
-def _embed(images: Sequence[bytes], bb: Backbone, cfg: dict) -> np.ndarray:
+def _embed(images: Sequence[bytes], bb: Backbone, cfg: dict, device: str) -> np.ndarray:
     size, bs = int(cfg.get("input_size") or bb.input_size), int(cfg.get("batch_size", 32))
-    out = [bb.module(x).float() for x in _batches(images, bb, size, bs, "embed")]
+    out = [bb.module(x.to(device)).float().cpu() for x in _batches(images, bb, size, bs, "embed")]
     return torch.cat(out).numpy() if out else np.zeros((0, bb.dim), np.float32)
 
 
 @torch.inference_mode()
-def _gram(images: Sequence[bytes], bb: Backbone, cfg: dict) -> np.ndarray:
+def _gram(images: Sequence[bytes], bb: Backbone, cfg: dict, device: str) -> np.ndarray:
     size, bs = int(cfg.get("input_size") or bb.input_size), int(cfg.get("batch_size", 32))
     layers, max_ch = list(cfg.get("layers", DEFAULT_GRAM_LAYERS)), cfg.get("max_channels")
+    # rectify: VGG's style layers are post-ReLU (Gram entries in [0, 1]); EfficientNet stage outputs
+    # are linear bottlenecks, signed, so without it some entries are negative.
+    act = torch.relu if cfg.get("rectify") else (lambda t: t)
     out = []
     for x in _batches(images, bb, size, bs, "gram"):
-        maps = bb.module.feature_maps(x)
-        out.append(gram_vector([maps[i] for i in layers], max_ch))
+        maps = bb.module.feature_maps(x.to(device))
+        out.append(gram_vector([act(maps[i]) for i in layers], max_ch).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
-# Image-derived parts of a feature spec: name -> fn(images, backbone, part cfg) -> (n, D).
-IMAGE_PARTS: dict[str, Callable[[Sequence[bytes], Backbone, dict], np.ndarray]] = {"image": _embed, "gram": _gram}
+# Image-derived parts of a feature spec: name -> fn(images, backbone, part cfg, device) -> (n, D).
+IMAGE_PARTS: dict[str, Callable[[Sequence[bytes], Backbone, dict, str], np.ndarray]] = {"image": _embed, "gram": _gram}
 PART_ORDER = ("image", "gram", "text")
 
 
@@ -136,9 +141,11 @@ def _check_spec(feature_spec: dict) -> list[str]:
     return [p for p in PART_ORDER if p in feature_spec]
 
 
-def _image_part(name: str, cfg: dict, images: Sequence[bytes], bb: Backbone | None = None) -> np.ndarray:
+def _image_part(name: str, cfg: dict, images: Sequence[bytes], bb: Backbone | None = None,
+                device: str = "cpu") -> np.ndarray:
     bb = bb or load_backbone(cfg["backbone"], cfg.get("spec"))
-    return IMAGE_PARTS[name](images, bb, cfg)
+    bb.module.to(device)  # device is not part of the spec: it must not change the cache key
+    return IMAGE_PARTS[name](images, bb, cfg, device)
 
 
 def fuse(image_vecs: np.ndarray, text_vecs: np.ndarray) -> np.ndarray:
@@ -149,7 +156,8 @@ def fuse(image_vecs: np.ndarray, text_vecs: np.ndarray) -> np.ndarray:
     return np.concatenate([image_vecs, text_vecs], axis=1)
 
 
-def compute_vectors(feature_spec: dict, images: Sequence[bytes], prompts: Sequence[str | None] | None = None) -> np.ndarray:
+def compute_vectors(feature_spec: dict, images: Sequence[bytes], prompts: Sequence[str | None] | None = None,
+                    device: str = "cpu") -> np.ndarray:
     """The attributor input for new images, made exactly as the caches make it (no cache)."""
     parts = []
     for name in _check_spec(feature_spec):
@@ -158,7 +166,7 @@ def compute_vectors(feature_spec: dict, images: Sequence[bytes], prompts: Sequen
             enc = load_text_encoder(cfg["encoder"], cfg.get("spec"))
             parts.append(enc.encode(list(prompts) if prompts is not None else [None] * len(images)))
         else:
-            parts.append(_image_part(name, cfg, images))
+            parts.append(_image_part(name, cfg, images, device=device))
     out = parts[0]
     for p in parts[1:]:
         out = fuse(out, p)
@@ -168,7 +176,7 @@ def compute_vectors(feature_spec: dict, images: Sequence[bytes], prompts: Sequen
 # ---------------------------------------------------------------------- cache writers ----
 
 
-def _image_cache(index: pd.DataFrame, part: str, cfg: dict, out_path: str | Path) -> Path:
+def _image_cache(index: pd.DataFrame, part: str, cfg: dict, out_path: str | Path, device: str = "cpu") -> Path:
     """Vectors for every image of `index` (needs image_id, shard), one shard in memory at a time."""
     bb = load_backbone(cfg["backbone"], cfg.get("spec"))
     index = index.drop_duplicates("image_id")
@@ -176,27 +184,28 @@ def _image_cache(index: pd.DataFrame, part: str, cfg: dict, out_path: str | Path
     for _, group in tqdm(index.groupby("shard", sort=False), desc=f"{part} features", unit="shard", dynamic_ncols=True):
         blobs = load_images(group)
         ids += list(group["image_id"])
-        vecs.append(_image_part(part, cfg, [blobs[i] for i in group["image_id"]], bb))
+        vecs.append(_image_part(part, cfg, [blobs[i] for i in group["image_id"]], bb, device))
     dim = vecs[0].shape[1] if vecs else 0
     return write_vectors(ids, np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32), out_path,
                          meta={part: cfg, "dim": dim})
 
 
 def image_features(index: pd.DataFrame, backbone: str, spec: dict | None, input_size: int | None,
-                   out_path: str | Path, batch_size: int = 32) -> Path:
+                   out_path: str | Path, batch_size: int = 32, device: str = "cpu") -> Path:
     """Pooled backbone embedding per image (efficientnet_lite0: 1280 floats)."""
     cfg = {"backbone": backbone, "spec": spec or {}, "input_size": input_size, "batch_size": batch_size}
-    return _image_cache(index, "image", cfg, out_path)
+    return _image_cache(index, "image", cfg, out_path, device)
 
 
 def gram_features(index: pd.DataFrame, backbone: str, spec: dict | None, layers: Sequence[int],
                   out_path: str | Path, input_size: int | None = None, max_channels: int | None = None,
-                  batch_size: int = 32) -> Path:
+                  rectify: bool = False, batch_size: int = 32, device: str = "cpu") -> Path:
     """Gram style vector per image over `layers` (indices into the backbone's feature_maps). Size
-    sum_l C_l(C_l+1)/2 with C_l capped at max_channels: efficientnet_lite0 layers [0,1,2,3] -> 4496."""
+    sum_l C_l(C_l+1)/2 with C_l capped at max_channels: efficientnet_lite0 layers [0,1,2,3] -> 4496.
+    rectify: ReLU the maps first, like VGG's post-ReLU style layers (entries then lie in [0, 1])."""
     cfg = {"backbone": backbone, "spec": spec or {}, "input_size": input_size, "layers": list(layers),
-           "max_channels": max_channels, "batch_size": batch_size}
-    return _image_cache(index, "gram", cfg, out_path)
+           "max_channels": max_channels, "rectify": rectify, "batch_size": batch_size}
+    return _image_cache(index, "gram", cfg, out_path, device)
 
 
 def text_features(prompts: pd.DataFrame, encoder: str, out_path: str | Path, spec: dict | None = None) -> Path:
@@ -227,8 +236,9 @@ def _cached(part: str, cfg: dict, keys: set[str], path: Path, compute: Callable[
         have = dict(zip(ids, vecs))
     missing = keys - set(have)
     if missing:
-        ids, vecs, _ = read_vectors(compute(missing, path.with_suffix(".new.parquet")))
-        path.with_suffix(".new.parquet").unlink()
+        side = path.with_suffix(f".new-{os.getpid()}.parquet")  # per process: parallel jobs may share a cache
+        ids, vecs, _ = read_vectors(compute(missing, side))
+        side.unlink()
         have.update(zip(ids, vecs))
         vectors = np.stack(list(have.values()))
         write_vectors(list(have), vectors, path, key="prompt_id" if part == "text" else "image_id",
@@ -236,7 +246,8 @@ def _cached(part: str, cfg: dict, keys: set[str], path: Path, compute: Callable[
     return have
 
 
-def feature_inputs(index: pd.DataFrame, feature_spec: dict, cache_dir: str | Path) -> dict[str, torch.Tensor]:
+def feature_inputs(index: pd.DataFrame, feature_spec: dict, cache_dir: str | Path,
+                   device: str = "cpu") -> dict[str, torch.Tensor]:
     """{image_id: float32 vector} for the rows of `index` (image_id, shard; prompt_id, prompt for a
     text part). Caches live in `cache_dir`, named by a hash of each part's config, and are extended
     in place when new images appear."""
@@ -253,7 +264,7 @@ def feature_inputs(index: pd.DataFrame, feature_spec: dict, cache_dir: str | Pat
             parts.append(np.stack([table[k] for k in pids]))
         else:
             table = _cached(name, cfg, set(index["image_id"]), path,
-                            lambda keys, p: _image_cache(index[index["image_id"].isin(keys)], name, cfg, p))
+                            lambda keys, p: _image_cache(index[index["image_id"].isin(keys)], name, cfg, p, device))
             parts.append(np.stack([table[k] for k in index["image_id"]]))
     vectors = parts[0]
     for p in parts[1:]:

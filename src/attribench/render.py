@@ -23,6 +23,15 @@ from attribench.shards import COLUMNS, make_row, read_shard, write_shard
 log = logging.getLogger(__name__)
 
 
+# Settings that change how a shard is fetched, never its bytes: editing them must not throw away
+# finished (and, for paid APIs, paid-for) batches.
+RUNTIME_ONLY_KEYS = {"budget_usd", "price_usd", "state_dir", "base_url", "api_key_env", "max_retries", "retry_delay", "timeout"}
+
+
+def content_spec(spec: dict) -> dict:
+    return {k: v for k, v in spec.items() if k not in RUNTIME_ONLY_KEYS}
+
+
 def default_batch_size(spec: dict) -> int:
     return spec.get("batch_size", 8)
 
@@ -36,7 +45,7 @@ def render_shard(cfg: dict, generator: str, chunk: str, out: str | Path, prompts
     items = backend.items(generator, spec, chunk, cfg, prompts_path)
     size = default_batch_size(spec)
     batches = [items[i : i + size] for i in range(0, len(items), size)]
-    key = fingerprint({"spec": spec, "seed": cfg["seed"], "items": [(i.key, i.seed) for i in items], "batch": size})
+    key = fingerprint({"spec": content_spec(spec), "seed": cfg["seed"], "items": [(i.key, i.seed) for i in items], "batch": size})
     parts_dir = out.parent / f".{out.stem}.parts-{key}"
     remove_stale_temps(out)
     for stale in out.parent.glob(f".{out.stem}.parts-*"):

@@ -4,10 +4,11 @@ One curve per class, on a log-scaled x axis as in the paper, of either
 - `values="image_mean"` (default): each image's average Gram value (the mean of its Gram vector), or
 - `values="class_mean"`: the entries of the class's Gram matrix averaged over its images, which is
   the paper's exact recipe ("we average the Gram matrix from a single layer ... across 450 images per
-  generator, and we visualize the density distribution of its values"). A Gaussian KDE is fitted in log10 space, so the curve is
-smooth on the log axis. Values <= 0 have no logarithm; they can occur here because EfficientNet
-stage outputs, unlike VGG's post-ReLU maps, may be negative; they are left out and counted in the
-legend.
+  generator, and we visualize the density distribution of its values").
+
+A Gaussian KDE is fitted in log10 space, so the curve is smooth on the log axis. Values <= 0 have no
+logarithm; they occur because EfficientNet stage outputs, unlike VGG's post-ReLU maps, are signed
+(gram features with `rectify` avoid them). They are left out and counted in the legend.
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ def predict(run_dir: str | Path, images: Sequence[bytes], device: str = "cpu",
         if not meta.get("features"):
             raise ValueError(f"{run_dir} records no feature spec; use predict_features(run_dir, vectors)")
         with torch_settings(meta.get("num_threads")):
-            vectors = compute_vectors(meta["features"], images, prompts)
+            vectors = compute_vectors(meta["features"], images, prompts, device)
         return predict_features(run_dir, vectors, device)
     model, meta = load_model(run_dir, device)
     size = meta["input_size"]

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from attribench import config as ab_config
 from attribench.generators import get_backend
+from attribench.render import content_spec
 
 P = ab_config.resolve(config)  # profile overlay + schema check of the merged settings
 CFG = str(ab_config.snapshot(P))  # every job reads the same resolved settings

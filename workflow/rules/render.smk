@@ -5,7 +5,7 @@ rule render:
         f"{DATA}/shards/raw/{{generator}}/{{chunk}}.parquet",
     params:
         cfg=CFG,
-        spec=lambda wc: as_json(gen_spec(wc.generator)),
+        spec=lambda wc: as_json(content_spec(gen_spec(wc.generator))),
         seed=lambda wc: P["seed"],
         prompts=lambda wc, input: f"--prompts {input.prompts}" if "prompts" in input.keys() else "",
     threads: 1

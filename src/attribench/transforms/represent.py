@@ -1,0 +1,59 @@
+"""Mid-level representations computed by fixed filters (no weights): Canny edges, high-pass residual, FFT spectrum.
+
+All map to a *fixed* scale (never per-image min-max), so the magnitude of what a generator leaves in
+the residual or the spectrum stays visible to the attributor.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from attribench.transforms.common import to_float, to_uint8
+from attribench.transforms.registry import BatchMeta, register
+
+
+@register("canny", kind="representation")
+def canny(images: np.ndarray, meta: BatchMeta, *, low: float = 0.1, high: float = 0.2, sigma: float = 1.0,
+          kernel_size: int = 5) -> np.ndarray:
+    """Binary Canny edges (kornia.filters.canny) as 255/0, replicated to 3 channels.
+
+    kornia converts RGB to grey, smooths with a Gaussian (kernel_size, sigma), and applies hysteresis on
+    the Sobel gradient magnitude of the [0, 1] image with thresholds `low`/`high` (kornia's defaults 0.1/0.2).
+    """
+    import kornia
+
+    _, edges = kornia.filters.canny(to_float(images), low_threshold=low, high_threshold=high,
+                                    kernel_size=kernel_size, sigma=(sigma, sigma))
+    return to_uint8(edges)
+
+
+@register("highpass", kind="representation")
+def highpass(images: np.ndarray, meta: BatchMeta, *, radius: int = 2, sigma_ratio: float = 0.5,
+             gain: float = 4.0) -> np.ndarray:
+    """Residual image - GaussianBlur(image) (blur as `gaussian_blur`), shown as 128 + gain*residual, clipped.
+
+    In grey levels: a residual of +-32 fills the 0-255 range at gain 4; larger residuals (strong edges)
+    saturate, which is acceptable because the fine traces of interest are small.
+    """
+    import kornia
+
+    x = to_float(images)
+    k, s = 2 * int(radius) + 1, float(sigma_ratio) * radius
+    residual = x - kornia.filters.gaussian_blur2d(x, (k, k), (s, s), border_type="reflect")
+    return to_uint8(0.5 + gain * residual)
+
+
+@register("fft_spectrum", kind="representation")
+def fft_spectrum(images: np.ndarray, meta: BatchMeta) -> np.ndarray:
+    """log(1 + |FFT|) per channel, DC centred (fftshift), divided by log(1 + H*W).
+
+    H*W is the largest amplitude a [0, 1] image can have (the DC of an all-white image), so the scale
+    is fixed per image size and comparable across images, and values stay within [0, 1].
+    """
+    x = to_float(images)
+    h, w = x.shape[-2:]
+    amp = torch.fft.fftshift(torch.fft.fft2(x).abs(), dim=(-2, -1))
+    return to_uint8(torch.log1p(amp) / math.log1p(h * w))

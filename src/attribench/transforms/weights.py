@@ -1,0 +1,34 @@
+"""Where pretrained weights come from: a local directory or the Hugging Face cache, never the network.
+
+A transform that downloaded on demand would hang an offline run or silently change what a run
+means; so a hub id is used only if it is already cached, and otherwise `NeedsWeights` names it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from attribench.transforms.registry import NeedsWeights
+
+
+def resolve_weights(model: str) -> str:
+    """Local path for `model` (a directory, or a hub id already in the cache); else NeedsWeights."""
+    if Path(model).is_dir():
+        return str(model)
+    if Path(model).exists() or model.startswith((".", "/", "~")):
+        raise NeedsWeights(model, " (a path, but not a model directory)")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(model, local_files_only=True)
+    except (LocalEntryNotFoundError, HFValidationError, OSError, ValueError) as err:
+        raise NeedsWeights(model) from err
+
+
+def weights_present(model: str) -> bool:
+    try:
+        resolve_weights(model)
+    except NeedsWeights:
+        return False
+    return True
