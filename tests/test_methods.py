@@ -282,3 +282,31 @@ def test_deepfeaturex_shapes_frozen_bases_and_base_runs(tmp_path):
         ref = runs[g][1].state_dict()
         own = m.state_dict()
         assert all(torch.equal(v, ref[k]) for k, v in own.items()) and m.num_features == 96
+
+
+def test_ju_fusion_and_deepfeaturex_train_through_train_run(tmp_path):
+    from attribench.shards import load_images, make_row, read_metadata, write_shard
+    from attribench.train import predict, train_run
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for g, colour in {"real": (190, 60, 60), "fake": (60, 80, 190)}.items():
+        for split, n in (("train", 6), ("val", 2), ("test", 2)):
+            for i in range(n):
+                img = np.clip(np.array(colour) + rng.normal(0, 30, (128, 128, 3)), 0, 255).astype(np.uint8)
+                rows.append(make_row(encode_png(Image.fromarray(img)), "png", generator=g, source="generated",
+                                     prompt=f"{split} {i}", prompt_source="toy"))
+    index = read_metadata([write_shard(rows, tmp_path / "toy.parquet")])
+    index["split"] = index["prompt"].str.split().str[0]
+    base = {"input_size": 128, "classes": ["fake", "real"], "epochs": 1, "batch_size": 6, "lr": 1e-3,
+            "warmup_epochs": 0, "num_threads": 1}
+    specs = {"ju_fusion": {"backbone": TINY, "patch_size": 32, "embed_dim": 16},  # 4x4 map at 128 px
+             "deepfeaturex": {"base_model": TINY, "channels": [4, 4, 4, 4, 4]}}
+    for name, attributor_spec in specs.items():
+        run = tmp_path / name
+        m = train_run(index, {**base, "attributor": name, "attributor_spec": attributor_spec}, run)
+        assert m["n_test"] == 4
+        rec = pd.read_parquet(run / "predictions.parquet")
+        blobs = load_images(index[index["image_id"].isin(rec["image_id"])])
+        probs = predict(run, [blobs[i] for i in rec["image_id"]])  # strict reload of the checkpoint
+        assert np.array_equal(probs, rec[["p_fake", "p_real"]].to_numpy())

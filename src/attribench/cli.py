@@ -87,6 +87,12 @@ def cmd_table(args, cfg):
     build_table(args.name, args.metrics, args.csv, args.md, args.dvc_metrics)
 
 
+def cmd_figure(args, cfg):
+    from attribench.figures import build_figure
+
+    build_figure(args.name, args.metrics, args.csv, args.png, cfg=cfg, index_path=args.index)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="attribench", description=__doc__)
     p.add_argument("--params", default=str(config_mod.DEFAULT_PARAMS), help="params.yaml to read")
@@ -134,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--csv", required=True)
     sp.add_argument("--md", required=True)
     sp.add_argument("--dvc-metrics")
+    sp.add_argument("metrics", nargs="+")
+    sp = add("figure", cmd_figure, "aggregate experiment runs into a benchmark figure (CSV + PNG)")
+    sp.add_argument("--name", required=True)
+    sp.add_argument("--csv", required=True)
+    sp.add_argument("--png", required=True)
+    sp.add_argument("--index")
     sp.add_argument("metrics", nargs="+")
     return p
 

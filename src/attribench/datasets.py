@@ -48,9 +48,18 @@ def select(index: pd.DataFrame, name: str, spec: dict, seed: int = 0) -> pd.Data
                 )
             picks.append(rows.iloc[rng.permutation(len(rows))[:want]])
         out = pd.concat(picks) if picks else df.iloc[:0]
+    if spec.get("train_per_class"):  # training-size curves (Xu et al. Fig. 3 right): fewer train images
+        out = _cap_train(out, spec["train_per_class"], _seed(name, seed))
     if out.empty:
         raise ValueError(f"dataset '{name}' selects no images")
     return out.sort_values(["generator", "split", "image_id"]).reset_index(drop=True)
+
+
+def _cap_train(df: pd.DataFrame, per_class: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    train = df[df["split"] == "train"].sort_values("image_id")
+    keep = [rows.iloc[rng.permutation(len(rows))[:per_class]] for _, rows in train.groupby("generator", sort=True)]
+    return pd.concat([df[df["split"] != "train"], *keep])
 
 
 def split_counts(df: pd.DataFrame) -> dict:

@@ -42,6 +42,14 @@ def experiment_spec(cfg: dict, name: str) -> dict:
     }
 
 
+def describe_model(attributor: dict) -> str:
+    """What really ran, for the tables: the timm model, or backbone (+ text encoder) of a frozen head."""
+    features = attributor.get("features") or {}
+    parts = [f"{k}:{v.get('backbone') or v.get('encoder')}" for k, v in features.items()]
+    spec = attributor.get("spec") or {}
+    return " + ".join(parts) or spec.get("model") or spec.get("backbone") or attributor.get("kind", "?")
+
+
 def _metrics_block(y_true, y_pred, classes, seed) -> dict:
     m = classification_metrics(y_true, y_pred, classes)
     lo, hi = bootstrap_ci(y_true, y_pred, seed=seed)
@@ -67,8 +75,24 @@ def _write_test_outputs(out_dir: Path, test: str, classes, image_ids, y_true, y_
         preds[["true_label", "pred_label"]].set_axis(["actual", "predicted"], axis=1).to_csv(tmp, index=False)
 
 
+def uses_text(attributor: dict) -> bool:
+    return "text" in (attributor.get("features") or {})
+
+
+def is_image_text_model(attributor: dict) -> bool:
+    """An image model trained end to end that also takes the prompt embedding (e.g. E.F. w/ text)."""
+    return attributor.get("kind", "").endswith("_text")
+
+
+def feature_cache_dir(cfg: dict) -> Path:
+    return Path("data") / cfg["profile"] / "features"
+
+
 def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | Path, threads: int | None = None) -> dict:
-    from attribench.train import predict, train_run
+    import torch
+
+    from attribench.features import feature_inputs
+    from attribench.train import predict, predict_features, train_run
 
     spec = experiment_spec(cfg, name)
     out_dir = Path(out_dir)
@@ -79,22 +103,48 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
     primary = spec["test"][0]
     run_index = pd.concat([train_ds[train_ds["split"] != "test"], tests[primary][tests[primary]["split"] == "test"]])
 
+    test_rows = {t: ds[(ds["split"] == "test") & ds["generator"].isin(classes)] for t, ds in tests.items()}
+
+    # Frozen-backbone attributors train on cached feature vectors (computed once per image); image
+    # models "with text" (kind *_text) train on images plus the cached prompt embedding.
+    features = spec["attributor"].get("features")
+    attributor_spec = dict(spec["attributor"].get("spec") or {})
+    inputs = text_inputs = None
+    if features:
+        needed = pd.concat([run_index, *test_rows.values()]).drop_duplicates("image_id")
+        vectors = feature_inputs(needed, features, feature_cache_dir(cfg))
+        dim = int(next(iter(vectors.values())).numel())
+        if is_image_text_model(spec["attributor"]):
+            text_inputs = vectors
+            attributor_spec.setdefault("text_dim", dim)
+        else:
+            inputs = vectors
+            attributor_spec.setdefault("in_dim", dim)
+
     training = dict(spec["training"])
     num_threads = threads or training.pop("num_threads", None)
     training.pop("num_threads", None)
     run_spec = {
-        "attributor": spec["attributor"]["kind"], "attributor_spec": spec["attributor"]["spec"],
+        "attributor": spec["attributor"]["kind"], "attributor_spec": attributor_spec,
         "input_size": training.pop("input_size"), "classes": classes, **training,
     }
+    if text_inputs is not None:
+        run_spec["text_spec"] = features["text"]  # lets `predict(prompts=...)` re-embed new prompts
+    elif features:
+        run_spec["features"] = features
     if num_threads:
         run_spec["num_threads"] = num_threads
-    summary = train_run(run_index, run_spec, out_dir)
+    extra = {"text_inputs": text_inputs} if text_inputs is not None else {}
+    summary = train_run(run_index, run_spec, out_dir, inputs=inputs, **extra)
 
     blocks = {}
-    for test, ds in tests.items():
-        rows = ds[(ds["split"] == "test") & ds["generator"].isin(classes)]
-        images = load_images(rows)
-        probs = predict(out_dir, [images[i] for i in rows["image_id"]])
+    for test, rows in test_rows.items():
+        if inputs is not None:
+            probs = predict_features(out_dir, torch.stack([inputs[i] for i in rows["image_id"]]))
+        else:
+            images = load_images(rows)
+            extra = {"text_vectors": torch.stack([text_inputs[i] for i in rows["image_id"]])} if text_inputs else {}
+            probs = predict(out_dir, [images[i] for i in rows["image_id"]], **extra)
         y_true = np.array([classes.index(g) for g in rows["generator"]])
         y_pred = probs.argmax(1)
         blocks[test] = _metrics_block(y_true, y_pred, classes, spec["seed"])
@@ -103,7 +153,8 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
     metrics = {
         "experiment": name, "profile": cfg["profile"], "attributor": spec["attributor_name"],
         "attributor_label": spec["attributor"].get("label", spec["attributor_name"]),
-        "model": spec["attributor"]["spec"].get("model"), "input_size": run_spec["input_size"],
+        "model": describe_model(spec["attributor"]), "uses_text": uses_text(spec["attributor"]),
+        "input_size": next((v["input_size"] for v in (features or {}).values() if "input_size" in v), run_spec["input_size"]),
         "train_dataset": spec["train"], "classes": classes, "n_classes": len(classes),
         "chance": 1.0 / len(classes), "n_train": summary["n_train"], "n_val": summary["n_val"],
         "best_epoch": summary["best_epoch"], "best_val_accuracy": summary["best_val_accuracy"],

@@ -4,6 +4,8 @@ Train: resize the short side to `input_size` (bicubic, antialiased), centre-crop
 horizontally with p=0.5. Eval: resize + centre-crop only. Both normalise with ImageNet statistics.
 The resize + crop is deterministic, so it is done once at load time and kept as uint8: training
 then never decodes or resizes again (it would be input-bound on CPU), and only the flip is random.
+An image dataset may also carry one text vector per image (its prompt's embedding, app. B "image
+attributors with text prompts"); items are then (image, text vector, label), the text as it is.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def normalise(pixels: torch.Tensor) -> torch.Tensor:
 
 
 class ImageDataset(Dataset):
-    """Preprocessed images held in memory; yields (normalised float image, class index)."""
+    """Preprocessed images held in memory; yields (normalised float image, class index), or
+    (normalised float image, text vector, class index) when `text` (n, D) is given."""
 
     def __init__(
         self,
@@ -46,9 +49,13 @@ class ImageDataset(Dataset):
         train: bool,
         seed: int = 0,
         image_ids: Sequence[str] | None = None,
+        text: torch.Tensor | None = None,
     ):
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if text is not None and len(text) != len(labels):
+            raise ValueError(f"{len(text)} text vectors but {len(labels)} labels")
+        self.text = text.float() if text is not None else None
         self.input_size = input_size
         self.train = train
         self.image_ids = list(image_ids) if image_ids is not None else None
@@ -64,10 +71,12 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         pixels = self.pixels[i]
         if self.train and torch.rand((), generator=self.flip_rng).item() < 0.5:
             pixels = pixels.flip(-1)
+        if self.text is not None:
+            return normalise(pixels), self.text[i], self.labels[i]
         return normalise(pixels), self.labels[i]
 
 
@@ -78,8 +87,10 @@ def index_dataset(
     input_size: int,
     train: bool,
     seed: int = 0,
+    text_inputs: dict[str, torch.Tensor] | None = None,
 ) -> ImageDataset:
-    """Dataset over the rows of `index` (in row order); labels are positions in `classes`."""
+    """Dataset over the rows of `index` (in row order); labels are positions in `classes`.
+    text_inputs: {image_id: 1-D text vector} to carry alongside each image."""
     class_idx = {c: i for i, c in enumerate(classes)}
     ids = index["image_id"].tolist()
     return ImageDataset(
@@ -89,7 +100,16 @@ def index_dataset(
         train,
         seed,
         image_ids=ids,
+        text=_stack(ids, text_inputs, "text vector") if text_inputs is not None else None,
     )
+
+
+def _stack(ids: list[str], inputs: dict[str, torch.Tensor], what: str) -> torch.Tensor:
+    """(len(ids), D) tensor of inputs[id], row by row; every id must have one."""
+    missing = [i for i in ids if i not in inputs]
+    if missing:
+        raise KeyError(f"{len(missing)} image id(s) have no {what}, e.g. {missing[:3]}")
+    return torch.stack([torch.as_tensor(inputs[i]) for i in ids]) if ids else torch.empty((0, 0))
 
 
 class VectorDataset(Dataset):
@@ -113,9 +133,5 @@ class VectorDataset(Dataset):
 def vector_dataset(index: pd.DataFrame, inputs: dict[str, torch.Tensor], classes: Sequence[str]) -> VectorDataset:
     """Dataset over the rows of `index` (in row order) with inputs[image_id] as each row's input."""
     ids = index["image_id"].tolist()
-    missing = [i for i in ids if i not in inputs]
-    if missing:
-        raise KeyError(f"{len(missing)} image id(s) have no input vector, e.g. {missing[:3]}")
     class_idx = {c: i for i, c in enumerate(classes)}
-    vectors = torch.stack([torch.as_tensor(inputs[i]) for i in ids]) if ids else torch.empty((0, 0))
-    return VectorDataset(vectors, [class_idx[g] for g in index["generator"]], image_ids=ids)
+    return VectorDataset(_stack(ids, inputs, "input vector"), [class_idx[g] for g in index["generator"]], image_ids=ids)

@@ -78,9 +78,10 @@ def make_row(image_bytes: bytes, fmt: str, **provenance) -> dict:
 
 
 def write_shard(rows: Sequence[dict] | pd.DataFrame, path: str | Path) -> Path:
-    """Write rows atomically; duplicate image ids (identical bytes) are kept once."""
+    """Write rows atomically. Identical bytes from the same parent are kept once; identical bytes from
+    different parents (e.g. edge maps of two flat images) stay separate rows, so lineage is not lost."""
     df = pd.DataFrame(rows, columns=COLUMNS) if not isinstance(rows, pd.DataFrame) else rows[COLUMNS]
-    df = df.drop_duplicates("image_id", keep="first").reset_index(drop=True)
+    df = df.drop_duplicates(["image_id", "parent_id"], keep="first").reset_index(drop=True)
     table = pa.Table.from_pandas(df, schema=SHARD_SCHEMA, preserve_index=False)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")

@@ -6,6 +6,7 @@ the profile, the class count and chance level; a Markdown rendering in the paper
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Callable
@@ -36,6 +37,7 @@ def _rows(runs: list[dict]) -> pd.DataFrame:
         for test, b in m["test"].items():
             rows.append({
                 "experiment": m["experiment"], "attributor": m["attributor_label"], "model": m["model"],
+                "text": bool(m.get("uses_text", False)),
                 "input_size": m["input_size"], "train_on": m["train_dataset"], "test_on": test,
                 "accuracy": b["accuracy"], "accuracy_ci95_lo": b["accuracy_ci95"][0], "accuracy_ci95_hi": b["accuracy_ci95"][1],
                 "precision": b["macro_precision"], "recall": b["macro_recall"], "f1": b["macro_f1"],
@@ -57,10 +59,33 @@ def _footer(df: pd.DataFrame) -> str:
 
 @register_table("table1")
 def table1(runs: list[dict]) -> tuple[pd.DataFrame, str]:
-    """N-way attribution accuracy per attributor (Xu et al. Table 1: 12 generators + real)."""
+    """N-way attribution accuracy per attributor, without / with the text prompt (Xu et al. Table 1:
+    12 generators + real)."""
     df = _rows(runs)
-    md = ["| attributor | model | input | accuracy % [95% CI] | macro F1 % |", "| --- | --- | --- | --- | --- |"]
-    md += [f"| {r.attributor} | `{r.model}` | {r.input_size}px | {_acc_ci(r)} | {_pct(r.f1)} |" for r in df.itertuples()]
+    md = ["| attributor | backbone / model | w/o text: accuracy % [95% CI] | w/ text: accuracy % [95% CI] |",
+          "| --- | --- | --- | --- |"]
+    for label, rows in df.groupby("attributor", sort=False):
+        cell = {t: _acc_ci(rows[rows.text == t].iloc[0]) if (rows.text == t).any() else "not run" for t in (False, True)}
+        md.append(f"| {label} | `{rows.iloc[0].model}` | {cell[False]} | {cell[True]} |")
+    return df, "\n".join(md) + "\n" + _footer(df)
+
+
+@register_table("table5")
+def table5(runs: list[dict]) -> tuple[pd.DataFrame, str]:
+    """Frozen vs fine-tuned backbone: accuracy, precision, recall, F1 (Xu et al. Table 5)."""
+    df = _rows(runs)
+    md = ["| attributor | accuracy % [95% CI] | precision % | recall % | F1 % |", "| --- | --- | --- | --- | --- |"]
+    md += [f"| {r.attributor} | {_acc_ci(r)} | {_pct(r.precision)} | {_pct(r.recall)} | {_pct(r.f1)} |" for r in df.itertuples()]
+    return df, "\n".join(md) + "\n" + _footer(df)
+
+
+@register_table("table6")
+def table6(runs: list[dict]) -> tuple[pd.DataFrame, str]:
+    """Accuracy, macro precision, recall and F1 of the Table 1 attributors, without / with text (Xu et al. Table 6)."""
+    df = _rows(runs)
+    md = ["| attributor | text | accuracy % | precision % | recall % | F1 % |", "| --- | --- | --- | --- | --- | --- |"]
+    md += [f"| {r.attributor} | {'w/' if r.text else 'w/o'} | {_pct(r.accuracy)} | {_pct(r.precision)} | "
+           f"{_pct(r.recall)} | {_pct(r.f1)} |" for r in df.itertuples()]
     return df, "\n".join(md) + "\n" + _footer(df)
 
 
@@ -102,7 +127,8 @@ def build_table(name: str, metrics_paths: list[str | Path], csv_out: str | Path,
     with atomic_path(csv_out) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     with atomic_path(md_out) as tmp:
-        tmp.write_text(f"# {name}\n\n{(TABLES[name].__doc__ or '').strip()}\n\n{md}")
+        doc = " ".join(inspect.cleandoc(TABLES[name].__doc__ or "").split())
+        tmp.write_text(f"# {name}\n\n{doc}\n\n{md}")
     if metrics_out:  # flat accuracies for `dvc metrics show`
         flat = {f"{r.experiment}/{r.test_on}": round(float(r.accuracy), 6) for r in _rows(runs).itertuples()}
         with atomic_path(metrics_out) as tmp:

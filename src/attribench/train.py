@@ -8,6 +8,9 @@ fixed thread count, bit-for-bit repeatable.
 Inputs are either images (decoded from the shards, flipped in training, ImageNet-normalised) or, with
 `train_run(..., inputs={image_id: vector})`, precomputed vectors (frozen-backbone features, + text,
 Gram style vectors; see features.py) fed to the model as they are. Both share this one loop.
+With `train_run(..., text_inputs={image_id: text vector})` the image path also hands each image's
+prompt embedding to the model, `model(pixels, text)` (app. B: an image attributor "with text prompts",
+e.g. attributor `timm_scratch_text`), trained end to end on the images as before.
 """
 
 from __future__ import annotations
@@ -67,21 +70,26 @@ def torch_settings(num_threads: int | None) -> Iterator[None]:
 
 @torch.inference_mode()
 def predict_batches(model: torch.nn.Module, x: torch.Tensor, batch_size: int, device: str = "cpu",
-                    prepare: Callable[[torch.Tensor], torch.Tensor] = normalise) -> np.ndarray:
-    """Softmax probabilities for stored inputs, `prepare`d batch by batch. Validation, test and
-    `predict*` all go through here with the same batch size, so recorded and re-computed predictions
-    match exactly."""
+                    prepare: Callable[[torch.Tensor], torch.Tensor] = normalise,
+                    text: torch.Tensor | None = None) -> np.ndarray:
+    """Softmax probabilities for stored inputs, `prepare`d batch by batch (with `text`, row-aligned
+    text vectors, the model is called as model(x, text)). Validation, test and `predict*` all go
+    through here with the same batch size, so recorded and re-computed predictions match exactly."""
     model.eval()
-    out = [
-        F.softmax(model(prepare(x[s : s + batch_size]).to(device)).float(), dim=1).cpu()
-        for s in range(0, len(x), batch_size)
-    ]
+    out = []
+    for s in range(0, len(x), batch_size):
+        args = [prepare(x[s : s + batch_size]).to(device)]
+        if text is not None:
+            args.append(text[s : s + batch_size].to(device))
+        out.append(F.softmax(model(*args).float(), dim=1).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
 
-def predict_pixels(model: torch.nn.Module, pixels: torch.Tensor, batch_size: int, device: str = "cpu") -> np.ndarray:
-    """Softmax probabilities for preprocessed uint8 images (normalised here)."""
-    return predict_batches(model, pixels, batch_size, device, normalise)
+def predict_pixels(model: torch.nn.Module, pixels: torch.Tensor, batch_size: int, device: str = "cpu",
+                   text: torch.Tensor | None = None) -> np.ndarray:
+    """Softmax probabilities for preprocessed uint8 images (normalised here), plus their text
+    vectors for a model trained with text."""
+    return predict_batches(model, pixels, batch_size, device, normalise, text)
 
 
 def _as_float(x: torch.Tensor) -> torch.Tensor:
@@ -98,11 +106,16 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[torch.nn.Modul
 
 
 def predict(run_dir: str | Path, images: Sequence[bytes], device: str = "cpu",
-            prompts: Sequence[str | None] | None = None) -> np.ndarray:
+            prompts: Sequence[str | None] | None = None,
+            text_vectors: np.ndarray | torch.Tensor | Sequence | None = None) -> np.ndarray:
     """Class probabilities (n_images, n_classes; columns in model.json's `classes` order). A run
     trained on feature vectors recomputes them from the images with its recorded feature spec
-    (`prompts` are needed when that spec has a text part)."""
+    (`prompts` are needed when that spec has a text part). An image run trained with text takes the
+    images' text vectors (`text_vectors`, (n_images, text_dim): the ones it was tested on give back
+    exactly its recorded predictions), or `prompts` to embed with its recorded `text_spec`."""
     meta = json.loads((Path(run_dir) / "model.json").read_text())
+    if text_vectors is not None and not meta.get("text"):
+        raise ValueError(f"{run_dir} was trained without text vectors; do not pass text_vectors=")
     if meta.get("input_kind") == "features":
         from attribench.features import compute_vectors  # backbones load only for feature runs
 
@@ -117,7 +130,28 @@ def predict(run_dir: str | Path, images: Sequence[bytes], device: str = "cpu",
     size = meta["input_size"]
     pixels = torch.stack([resize_crop(b, size) for b in images]) if len(images) else torch.empty((0, 3, size, size), dtype=torch.uint8)
     with torch_settings(meta.get("num_threads")):
-        return predict_pixels(model, pixels, meta["eval_batch_size"], device)
+        text = _text_vectors(run_dir, meta, len(images), prompts, text_vectors) if meta.get("text") else None
+        return predict_pixels(model, pixels, meta["eval_batch_size"], device, text)
+
+
+def _text_vectors(run_dir, meta: dict, n: int, prompts, text_vectors) -> torch.Tensor:
+    """(n, text_dim) float32 text input of a run trained with text: given, or embedded from prompts
+    with the run's recorded text_spec (as features.feature_inputs embeds them)."""
+    if text_vectors is None:
+        spec = meta.get("text_spec")
+        if prompts is None or not spec:
+            raise ValueError(f"{run_dir} was trained with text vectors: pass text_vectors="
+                             + (" or prompts=" if spec else " (it records no text_spec to embed prompts with)"))
+        from attribench.text_encoders import load_text_encoder  # the encoder loads only when needed
+
+        text_vectors = load_text_encoder(spec["encoder"], spec.get("spec")).encode(list(prompts))
+    if isinstance(text_vectors, torch.Tensor):
+        text_vectors = text_vectors.detach().cpu().numpy()
+    rows = [np.asarray(v, dtype=np.float32).reshape(-1) for v in text_vectors]
+    text = torch.from_numpy(np.stack(rows)) if rows else torch.zeros((0, meta["text_dim"]))
+    if tuple(text.shape) != (n, meta["text_dim"]):
+        raise ValueError(f"{n} images need ({n}, {meta['text_dim']}) text vectors, got {tuple(text.shape)}")
+    return text
 
 
 def predict_features(run_dir: str | Path, vectors: np.ndarray | torch.Tensor, device: str = "cpu") -> np.ndarray:
@@ -144,12 +178,18 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def train_run(index: pd.DataFrame, spec: dict, out_dir: str | Path,
-              inputs: dict[str, torch.Tensor] | None = None) -> dict:
+              inputs: dict[str, torch.Tensor] | None = None,
+              text_inputs: dict[str, torch.Tensor] | None = None) -> dict:
     """Train on split 'train', pick the epoch by 'val' accuracy, test it on 'test'; write the run
     (model, metrics, confusion, predictions, history, log) into `out_dir`. Returns the metrics.
 
     inputs: {image_id: 1-D vector} to train on instead of the images (no augmentation, no
-    normalisation); spec["features"], if given, is recorded so `predict` can remake the vectors."""
+    normalisation); spec["features"], if given, is recorded so `predict` can remake the vectors.
+    text_inputs: {image_id: 1-D text vector} fed with each image, model(pixels, text) (images
+    augmented as usual, the vectors as they are); spec["text_spec"] (a feature-spec text part, e.g.
+    {"encoder": "minilm"}), if given, is recorded so `predict` can embed prompts itself."""
+    if inputs is not None and text_inputs is not None:
+        raise ValueError("text_inputs go with the image path; fuse text into `inputs` for vector runs")
     missing = [k for k in (REQUIRED if inputs is None else REQUIRED_FEATURES) if k not in spec]
     if missing:
         raise KeyError(f"training spec lacks {missing}")
@@ -161,22 +201,24 @@ def train_run(index: pd.DataFrame, spec: dict, out_dir: str | Path,
             log_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
             log_file.flush()
 
-        return _train(index, spec, out_dir, log, inputs)
+        return _train(index, spec, out_dir, log, inputs, text_inputs)
 
 
 @torch.no_grad()
-def _check_input(model: torch.nn.Module, example: torch.Tensor, what: str, attributor_spec: dict, device: str) -> None:
+def _check_input(model: torch.nn.Module, example: tuple[torch.Tensor, ...], what: str, attributor_spec: dict,
+                 device: str) -> None:
     """Fail before training, with a readable message, when the architecture cannot take the input
     (timm's EfficientFormer v1 only takes 224 px; V2 needs model_kwargs img_size == input_size; a
-    head's in_dim must match the vectors)."""
+    head's in_dim must match the vectors; a model given text must take it, and of its text_dim)."""
     model.eval()  # no BN statistics updated, no dropout draws: the run's RNG stream is untouched
     try:
-        model(example.to(device))
-    except RuntimeError as err:
+        model(*(e.to(device) for e in example))
+    except (RuntimeError, TypeError) as err:  # TypeError: e.g. an image-only model handed text
         raise ValueError(f"attributor {attributor_spec} does not accept {what} inputs: {err}") from err
 
 
-def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log, inputs: dict[str, torch.Tensor] | None) -> dict:
+def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log, inputs: dict[str, torch.Tensor] | None,
+           text_inputs: dict[str, torch.Tensor] | None) -> dict:
     classes, seed, device = list(spec["classes"]), int(spec["seed"]), spec["device"]
     size = int(spec["input_size"]) if spec.get("input_size") is not None else None
     eval_bs = int(spec.get("eval_batch_size") or spec["batch_size"])
@@ -188,19 +230,25 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log, inputs: dict[str
     if empty:
         raise ValueError(f"no images in split(s) {empty} for classes {classes}")
 
+    val_t = test_t = None  # text vectors row-aligned with val_x / test_x, for runs with text
     if inputs is None:
         images = load_images(kept)
-        train_ds = index_dataset(parts["train"], images, classes, size, train=True, seed=seed)
-        val_ds = index_dataset(parts["val"], images, classes, size, train=False)
-        test_ds = index_dataset(parts["test"], images, classes, size, train=False)
+        train_ds = index_dataset(parts["train"], images, classes, size, train=True, seed=seed, text_inputs=text_inputs)
+        val_ds = index_dataset(parts["val"], images, classes, size, train=False, text_inputs=text_inputs)
+        test_ds = index_dataset(parts["test"], images, classes, size, train=False, text_inputs=text_inputs)
         del images
         val_x, test_x, prepare = val_ds.pixels, test_ds.pixels, normalise
-        example, what, extra_meta = torch.zeros(1, 3, size, size), f"{size}px", {}
+        example, what, extra_meta = (torch.zeros(1, 3, size, size),), f"{size}px", {}
+        if text_inputs is not None:
+            text_dim = train_ds.text.shape[1]
+            val_t, test_t = val_ds.text, test_ds.text
+            example, what = (*example, torch.zeros(1, text_dim)), f"{what} + {text_dim}-d text"
+            extra_meta = {"text": True, "text_dim": text_dim, "text_spec": spec.get("text_spec")}
     else:
         train_ds, val_ds, test_ds = (vector_dataset(parts[s], inputs, classes) for s in ("train", "val", "test"))
         val_x, test_x, prepare = val_ds.vectors, test_ds.vectors, _as_float
         dim = train_ds.vectors.shape[1]
-        example, what = torch.zeros(1, dim), f"{dim}-d vector"
+        example, what = (torch.zeros(1, dim),), f"{dim}-d vector"
         extra_meta = {"input_kind": "features", "input_dim": dim, "features": spec.get("features")}
     log(f"n_train={len(train_ds)} n_val={len(val_ds)} n_test={len(test_ds)} input={what}")
 
@@ -226,12 +274,12 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log, inputs: dict[str
     for epoch in bar:
         model.train()
         loss_sum, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
-        for x, y in loader:
+        for *xs, y in loader:  # (x, y), or (pixels, text, y) with text_inputs
             lr = lr_at(step, total, warmup, spec["lr"], spec["min_lr"])
             for group in opt.param_groups:
                 group["lr"] = lr
-            x, y = x.to(device), y.to(device)
-            logits = model(x)
+            xs, y = [x.to(device) for x in xs], y.to(device)
+            logits = model(*xs)
             loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -242,7 +290,7 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log, inputs: dict[str
             seen += len(y)
         step_seconds += time.perf_counter() - t0
         seen_total += seen
-        val_acc = float((predict_batches(model, val_x, eval_bs, device, prepare).argmax(1) == val_ds.labels.numpy()).mean())
+        val_acc = float((predict_batches(model, val_x, eval_bs, device, prepare, val_t).argmax(1) == val_ds.labels.numpy()).mean())
         row = {"epoch": epoch, "lr": lr, "train_loss": loss_sum / seen, "train_acc": correct / seen, "val_acc": val_acc}
         history.append(row)
         if val_acc > best_acc:  # strict: a tie keeps the earlier epoch
@@ -262,7 +310,7 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log, inputs: dict[str
                  "num_threads": spec["num_threads"], "best_epoch": best_epoch, "seed": seed,
                  "n_parameters": n_params, **extra_meta}, out_dir / "model.json")
     best_model, _ = load_model(out_dir, device)
-    probs = predict_batches(best_model, test_x, eval_bs, device, prepare)
+    probs = predict_batches(best_model, test_x, eval_bs, device, prepare, test_t)
     y_true, y_pred = test_ds.labels.numpy(), probs.argmax(1)
     _write_outputs(out_dir, classes, test_ds.image_ids, y_true, y_pred, probs, history)
 

@@ -39,3 +39,23 @@ rule table:
     shell:
         "attribench --config-json {params.cfg} table --name {wildcards.table} --csv {output.csv} --md {output.md} "
         "--dvc-metrics {output.metrics} {input} > {log} 2>&1"
+
+
+rule figure:
+    input:
+        index=f"{DATA}/dataset/index.parquet",
+        metrics=lambda wc: [f"results/runs/{e}/metrics.json" for e in table_experiments(wc.figure)],
+    output:
+        csv="results/{figure}.csv",
+        png="results/{figure}.png",
+    params:
+        cfg=CFG,
+    wildcard_constraints:
+        figure="fig[0-9]+_[a-z0-9_]+",
+    conda:
+        ENV
+    log:
+        f"{LOGS}/figures/{{figure}}.log",
+    shell:
+        "attribench --config-json {params.cfg} figure --name {wildcards.figure} --csv {output.csv} "
+        "--png {output.png} --index {input.index} {input.metrics} > {log} 2>&1"

@@ -45,6 +45,7 @@ def supcon_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: flo
         raise ValueError(f"contrast must be 'different_source' or 'all_others', not {contrast!r}")
     n = len(labels)
     groups = torch.zeros(n, dtype=torch.long) if groups is None else torch.as_tensor(groups)
+    groups, labels = groups.to(embeddings.device), labels.to(embeddings.device)
     same_group = groups.unsqueeze(0) == groups.unsqueeze(1)
     same_label = labels.unsqueeze(0) == labels.unsqueeze(1)
     eye = torch.eye(n, dtype=torch.bool, device=embeddings.device)

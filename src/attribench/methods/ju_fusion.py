@@ -53,7 +53,7 @@ def select_patches(activation: torch.Tensor, window_sizes=((3, 3), (2, 2)), per_
     them (sec. 4.2: 3 of 3x3 and 3 of 2x2). The paper gives no NMS threshold: 0.25 is that of
     NTS-Net, the scheme this PSM follows. Returns (B, per_size * len(window_sizes), 4) integer boxes
     (x0, y0, x1, y1), half-open, in feature-map cells, grouped by window size, best first."""
-    a = activation.detach().float()
+    a = activation.detach().float().cpu()  # a few dozen windows: the greedy NMS runs on the CPU
     a = a.sum(1) if a.dim() == 4 else a
     out = []
     for amap in a:

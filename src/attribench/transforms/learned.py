@@ -57,7 +57,9 @@ def depth(images: np.ndarray, meta: BatchMeta, *, model: str = "LiheYoung/depth-
 def _marigold(cls_name: str, path: str, device: str):
     import diffusers
 
-    pipe = getattr(diffusers, cls_name).from_pretrained(path).to(device)
+    pipe = getattr(diffusers, cls_name).from_pretrained(path)
+    if device != "cpu":  # a no-op .to("cpu") still warns about dtype casting
+        pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -115,7 +115,9 @@ def _img2img(path: str, device: str):
     from diffusers import AutoPipelineForImage2Image
 
     # The auto class maps a text-to-image checkpoint (SD, SDXL, ...) onto its img2img pipeline.
-    pipe = AutoPipelineForImage2Image.from_pretrained(path).to(device)
+    pipe = AutoPipelineForImage2Image.from_pretrained(path)
+    if device != "cpu":  # fp32 throughout: SDXL's VAE overflows in fp16 (needs the fp16-fix VAE)
+        pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -137,7 +139,9 @@ def sdedit(images: np.ndarray, meta: BatchMeta, *, strength: float,
     """
     pipe = _img2img(resolve_weights(model), _device())
     n_steps = sdedit_schedule(strength, steps)
-    gens = [torch.Generator("cpu").manual_seed(image_seed(i, "sdedit", strength, seed)) for i in meta.ids]
+    # Seed without the strength: every strength draws the same noise for an image, so 0.01 vs 0.05 differ by
+    # strength alone. CPU generators keep the draws identical on GPU and CPU.
+    gens = [torch.Generator("cpu").manual_seed(image_seed(i, "sdedit", seed)) for i in meta.ids]
     out = pipe(prompt=list(meta.prompts), image=[Image.fromarray(im) for im in images], strength=float(strength),
                num_inference_steps=n_steps, guidance_scale=float(guidance), generator=gens, output_type="pt").images
     h, w = images.shape[1:3]

@@ -128,7 +128,7 @@ def _params(spec: dict) -> tuple[Transform, dict]:
 
 
 def availability(spec: str | dict) -> str:
-    """"ok" | "needs weights" | "not available" -- lets a table mark a row instead of failing the run."""
+    """Return "ok", "needs weights" or "not available": lets a table mark a row instead of failing the run."""
     from attribench.transforms.weights import weights_present
 
     tr, params = _params(spec)

@@ -13,8 +13,8 @@ from attribench.transforms.registry import NeedsWeights
 
 def resolve_weights(model: str) -> str:
     """Local path for `model` (a directory, or a hub id already in the cache); else NeedsWeights."""
-    if Path(model).is_dir():
-        return str(model)
+    if Path(model).expanduser().is_dir():
+        return str(Path(model).expanduser())
     if Path(model).exists() or model.startswith((".", "/", "~")):
         raise NeedsWeights(model, " (a path, but not a model directory)")
     from huggingface_hub import snapshot_download
