@@ -82,9 +82,11 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def snapshot(cfg: Mapping, path: str | Path = ".snakemake/attribench/config.json") -> Path:
-    """Write the resolved config for the jobs of this run (rewritten only when it changes)."""
-    path = Path(path)
+def snapshot(cfg: Mapping, folder: str | Path = ".snakemake/attribench") -> Path:
+    """Write the resolved config for the jobs of this run (rewritten only when it changes).
+
+    One file per profile: a paper dry-run must never change what running smoke jobs read."""
+    path = Path(folder) / f"config-{cfg['profile']}.json"
     text = json.dumps(cfg, indent=1, sort_keys=True)
     if not path.exists() or path.read_text() != text:
         from attribench.io import atomic_path
