@@ -20,6 +20,8 @@ from typing import Callable, NamedTuple
 import torch
 from torch import nn
 
+from attribench.registry import Registry
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -33,28 +35,15 @@ class Backbone(NamedTuple):
 
 
 Loader = Callable[[str, dict], Backbone]  # (argument after "name:", spec) -> Backbone
-BACKBONES: dict[str, Loader] = {}
-
-
-def register(name: str) -> Callable[[Loader], Loader]:
-    def deco(fn: Loader) -> Loader:
-        if name in BACKBONES:
-            raise ValueError(f"backbone {name!r} is already registered")
-        BACKBONES[name] = fn
-        return fn
-
-    return deco
+BACKBONES = Registry("backbone")
+register = BACKBONES.register
 
 
 def load_backbone(name: str, spec: dict | None = None) -> Backbone:
     """`name` is a registry key, or `key:argument` (e.g. `timm:vit_base_patch16_clip_224.openai`).
     The module comes back in eval mode with gradients off (frozen); fine-tuning turns them back on."""
     key, _, arg = name.partition(":")
-    try:
-        loader = BACKBONES[key]
-    except KeyError:
-        raise KeyError(f"unknown backbone {name!r}; registered: {sorted(BACKBONES)}") from None
-    bb = loader(arg, dict(spec or {}))
+    bb = BACKBONES.lookup(key, shown=name)(arg, dict(spec or {}))
     bb.module.eval().requires_grad_(False)
     return bb
 

@@ -14,17 +14,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from attribench.io import atomic_path  # noqa: E402
+from attribench.registry import Registry  # noqa: E402
 
 FigureBuilder = Callable[..., pd.DataFrame]
-FIGURES: dict[str, FigureBuilder] = {}
-
-
-def register_figure(name: str):
-    def deco(fn: FigureBuilder) -> FigureBuilder:
-        FIGURES[name] = fn
-        return fn
-
-    return deco
+FIGURES = Registry("figure")
+register_figure = FIGURES.register
 
 
 def _save(fig, path: Path) -> None:
@@ -83,10 +77,9 @@ def fig9_gram_density(runs: list[dict], png: Path, cfg: dict, index_path: str, *
 
 
 def build_figure(name: str, metrics_paths: list[str | Path], csv_out: str | Path, png_out: str | Path, **ctx) -> pd.DataFrame:
-    if name not in FIGURES:
-        raise KeyError(f"unknown figure '{name}'; registered: {sorted(FIGURES)}")
+    builder = FIGURES.lookup(name)
     runs = [json.loads(Path(p).read_text()) for p in metrics_paths]
-    df = FIGURES[name](runs, Path(png_out), **ctx)
+    df = builder(runs, Path(png_out), **ctx)
     with atomic_path(csv_out) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     return df

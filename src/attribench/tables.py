@@ -14,17 +14,11 @@ from typing import Callable
 import pandas as pd
 
 from attribench.io import atomic_path
+from attribench.registry import Registry
 
 TableBuilder = Callable[[list[dict]], tuple[pd.DataFrame, str]]
-TABLES: dict[str, TableBuilder] = {}
-
-
-def register_table(name: str):
-    def deco(fn: TableBuilder) -> TableBuilder:
-        TABLES[name] = fn
-        return fn
-
-    return deco
+TABLES = Registry("table")
+register_table = TABLES.register
 
 
 def _pct(x: float) -> str:
@@ -120,10 +114,9 @@ def table7(runs: list[dict]) -> tuple[pd.DataFrame, str]:
 
 def build_table(name: str, metrics_paths: list[str | Path], csv_out: str | Path, md_out: str | Path,
                 metrics_out: str | Path | None = None) -> pd.DataFrame:
-    if name not in TABLES:
-        raise KeyError(f"unknown table '{name}'; registered: {sorted(TABLES)}")
+    builder = TABLES.lookup(name)
     runs = [json.loads(Path(p).read_text()) for p in metrics_paths]
-    df, md = TABLES[name](runs)
+    df, md = builder(runs)
     with atomic_path(csv_out) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     with atomic_path(md_out) as tmp:

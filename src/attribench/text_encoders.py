@@ -18,6 +18,8 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 import torch
 
+from attribench.registry import Registry
+
 
 class TextEncoder(Protocol):
     dim: int
@@ -26,27 +28,14 @@ class TextEncoder(Protocol):
 
 
 Loader = Callable[[str, dict], TextEncoder]
-TEXT_ENCODERS: dict[str, Loader] = {}
-
-
-def register(name: str) -> Callable[[Loader], Loader]:
-    def deco(fn: Loader) -> Loader:
-        if name in TEXT_ENCODERS:
-            raise ValueError(f"text encoder {name!r} is already registered")
-        TEXT_ENCODERS[name] = fn
-        return fn
-
-    return deco
+TEXT_ENCODERS = Registry("text encoder")
+register = TEXT_ENCODERS.register
 
 
 def load_text_encoder(name: str, spec: dict | None = None) -> TextEncoder:
     """`name` is a registry key or `key:argument` (e.g. `clip:models/clip-vit-b16-text`)."""
     key, _, arg = name.partition(":")
-    try:
-        loader = TEXT_ENCODERS[key]
-    except KeyError:
-        raise KeyError(f"unknown text encoder {name!r}; registered: {sorted(TEXT_ENCODERS)}") from None
-    return loader(arg, dict(spec or {}))
+    return TEXT_ENCODERS.lookup(key, shown=name)(arg, dict(spec or {}))
 
 
 def _clean(texts: Sequence[str | None]) -> list[str]:

@@ -5,3 +5,4 @@ from attribench.attributors.registry import ATTRIBUTORS, build_attributor, regis
 # Importing the modules registers their builders.
 from attribench.attributors import finetune, heads, timm_scratch  # noqa: F401,E402
 from attribench.attributors import text_fusion  # noqa: F401,E402
+from attribench import methods  # noqa: F401,E402  (ju_fusion, deepfeaturex)

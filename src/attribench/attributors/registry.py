@@ -10,23 +10,12 @@ from typing import Callable
 
 import torch
 
+from attribench.registry import Registry
+
 Builder = Callable[[dict, int], torch.nn.Module]
-ATTRIBUTORS: dict[str, Builder] = {}
-
-
-def register(name: str) -> Callable[[Builder], Builder]:
-    def deco(fn: Builder) -> Builder:
-        if name in ATTRIBUTORS:
-            raise ValueError(f"attributor {name!r} is already registered")
-        ATTRIBUTORS[name] = fn
-        return fn
-
-    return deco
+ATTRIBUTORS = Registry("attributor")
+register = ATTRIBUTORS.register
 
 
 def build_attributor(name: str, spec: dict, num_classes: int) -> torch.nn.Module:
-    try:
-        builder = ATTRIBUTORS[name]
-    except KeyError:
-        raise KeyError(f"unknown attributor {name!r}; registered: {sorted(ATTRIBUTORS)}") from None
-    return builder(spec, num_classes)
+    return ATTRIBUTORS.lookup(name)(spec, num_classes)
