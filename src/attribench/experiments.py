@@ -112,7 +112,7 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
     inputs = text_inputs = None
     if features:
         needed = pd.concat([run_index, *test_rows.values()]).drop_duplicates("image_id")
-        vectors = feature_inputs(needed, features, feature_cache_dir(cfg))
+        vectors = feature_inputs(needed, features, feature_cache_dir(cfg), device=spec["training"].get("device", "cpu"))
         dim = int(next(iter(vectors.values())).numel())
         if is_image_text_model(spec["attributor"]):
             text_inputs = vectors

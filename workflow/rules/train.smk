@@ -12,6 +12,8 @@ rule train:
     # All the cores to one training at a time: torch threads oversubscribed across parallel
     # jobs slow small models down many times over.
     threads: workflow.cores
+    resources:
+        gpu=lambda wc: int(experiment_spec(P, wc.experiment)["training"].get("device", "cpu") != "cpu"),
     conda:
         ENV
     log:
