@@ -24,6 +24,7 @@ include: "workflow/rules/real.smk"
 include: "workflow/rules/render.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/postedit.smk"
 
 
 # Custom generator rules: one file per generator that the registry's backends cannot express.
@@ -37,4 +38,5 @@ rule all:
         "results/dataset_summary.csv",
         "results/dataset_montage.png",
         expand("results/{table}.csv", table=sorted(P["tables"])),
+        "results/table4.csv",
     default_target: True

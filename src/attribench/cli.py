@@ -93,6 +93,24 @@ def cmd_figure(args, cfg):
     build_figure(args.name, args.metrics, args.csv, args.png, cfg=cfg, index_path=args.index)
 
 
+def cmd_edit(args, cfg):
+    from attribench.postedit import edit_with_transform, import_external_edits
+
+    tool = cfg["post_editing"]["tools"].get(args.tool)
+    if tool is None:
+        raise KeyError(f"post_editing.tools has no '{args.tool}' (known: {sorted(cfg['post_editing']['tools'])})")
+    if "folder" in tool:
+        import_external_edits(cfg, args.tool, args.index, args.out)
+    else:
+        edit_with_transform(cfg, args.tool, args.band, args.index, args.out)
+
+
+def cmd_table4(args, cfg):
+    from attribench.postedit import build_table4, edit_targets
+
+    build_table4(cfg, args.index, edit_targets(cfg), args.run, args.csv, args.md, args.confusion_dir)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="attribench", description=__doc__)
     p.add_argument("--params", default=str(config_mod.DEFAULT_PARAMS), help="params.yaml to read")
@@ -141,6 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--md", required=True)
     sp.add_argument("--dvc-metrics")
     sp.add_argument("metrics", nargs="+")
+    sp = add("edit", cmd_edit, "post-edit the test images with one tool (and mask band)")
+    sp.add_argument("--tool", required=True)
+    sp.add_argument("--band", default="all")
+    sp.add_argument("--index", required=True)
+    sp.add_argument("--out", required=True)
+    sp = add("table4", cmd_table4, "attribution of post-edited images (Xu et al. Table 4)")
+    sp.add_argument("--index", required=True)
+    sp.add_argument("--run", required=True)
+    sp.add_argument("--csv", required=True)
+    sp.add_argument("--md", required=True)
+    sp.add_argument("--confusion-dir", required=True)
     sp = add("figure", cmd_figure, "aggregate experiment runs into a benchmark figure (CSV + PNG)")
     sp.add_argument("--name", required=True)
     sp.add_argument("--csv", required=True)

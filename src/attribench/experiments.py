@@ -88,11 +88,29 @@ def feature_cache_dir(cfg: dict) -> Path:
     return Path("data") / cfg["profile"] / "features"
 
 
-def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | Path, threads: int | None = None) -> dict:
+def predict_rows(cfg: dict, spec: dict, run_dir: str | Path, rows: pd.DataFrame) -> np.ndarray:
+    """Class probabilities of a trained run for index rows (image_id, shard, prompt_id, prompt),
+    whatever the attributor eats: images, cached feature vectors, or images + prompt embedding."""
     import torch
 
     from attribench.features import feature_inputs
-    from attribench.train import predict, predict_features, train_run
+    from attribench.train import predict, predict_features
+
+    features = spec["attributor"].get("features")
+    vectors = None
+    if features:
+        vectors = feature_inputs(rows, features, feature_cache_dir(cfg), device=spec["training"].get("device", "cpu"))
+        stacked = torch.stack([vectors[i] for i in rows["image_id"]])
+        if not is_image_text_model(spec["attributor"]):
+            return predict_features(run_dir, stacked)
+    images = load_images(rows)
+    extra = {"text_vectors": stacked} if vectors is not None else {}
+    return predict(run_dir, [images[i] for i in rows["image_id"]], **extra)
+
+
+def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | Path, threads: int | None = None) -> dict:
+    from attribench.features import feature_inputs
+    from attribench.train import train_run
 
     spec = experiment_spec(cfg, name)
     out_dir = Path(out_dir)
@@ -102,7 +120,6 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
     classes = sorted(train_ds["generator"].unique())
     primary = spec["test"][0]
     run_index = pd.concat([train_ds[train_ds["split"] != "test"], tests[primary][tests[primary]["split"] == "test"]])
-
     test_rows = {t: ds[(ds["split"] == "test") & ds["generator"].isin(classes)] for t, ds in tests.items()}
 
     # Frozen-backbone attributors train on cached feature vectors (computed once per image); image
@@ -139,12 +156,7 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
 
     blocks = {}
     for test, rows in test_rows.items():
-        if inputs is not None:
-            probs = predict_features(out_dir, torch.stack([inputs[i] for i in rows["image_id"]]))
-        else:
-            images = load_images(rows)
-            extra = {"text_vectors": torch.stack([text_inputs[i] for i in rows["image_id"]])} if text_inputs else {}
-            probs = predict(out_dir, [images[i] for i in rows["image_id"]], **extra)
+        probs = predict_rows(cfg, spec, out_dir, rows)
         y_true = np.array([classes.index(g) for g in rows["generator"]])
         y_pred = probs.argmax(1)
         blocks[test] = _metrics_block(y_true, y_pred, classes, spec["seed"])

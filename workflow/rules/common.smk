@@ -54,9 +54,16 @@ def render_inputs(wc):
 
 
 from attribench.experiments import experiment_spec
+from attribench.postedit import edit_targets
 
 
 def table_experiments(table):
     if table not in P["tables"]:
         raise ValueError(f"table '{table}' is not in params.yaml tables (known: {sorted(P['tables'])})")
     return P["tables"][table]["experiments"]
+
+
+def edit_inputs(wc):
+    tool = P["post_editing"]["tools"][wc.tool]
+    model = zoo_dir_for({"backend": "diffusers", **tool.get("transform", {})})
+    return {"index": f"{DATA}/dataset/index.parquet", **({"model": model} if model else {})}

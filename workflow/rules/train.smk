@@ -33,7 +33,7 @@ rule table:
     params:
         cfg=CFG,
     wildcard_constraints:
-        table="table[0-9]+",
+        table="|".join(sorted(t for t in P["tables"] if t.startswith("table"))),
     conda:
         ENV
     log:

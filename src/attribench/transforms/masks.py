@@ -69,6 +69,8 @@ def free_form_mask(height: int, width: int, band: str, seed: int) -> np.ndarray:
         _stroke(ImageDraw.Draw(cand), rng, height, width, _BRUSH[band], scale)
         a = mask_area(np.asarray(cand))
         if a > hi:
+            if area > lo:  # already in the band and the next stroke overshoots: stop short of the target
+                return np.asarray(mask) > 0
             scale *= 0.8  # overshoot: drop the stroke and use a smaller brush/shorter strokes from here on
             continue
         mask, area = cand, a
