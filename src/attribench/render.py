@@ -53,15 +53,13 @@ def render_shard(cfg: dict, generator: str, chunk: str, out: str | Path, prompts
             shutil.rmtree(stale, ignore_errors=True)
     parts_dir.mkdir(parents=True, exist_ok=True)
 
-    state = None
-    done = sum((parts_dir / f"{b:05d}.parquet").exists() for b in range(len(batches)))
-    bar = tqdm(total=len(items), desc=f"{generator}/{chunk}", unit="img", initial=done * size if done < len(batches) else len(items))
-    for b, batch in enumerate(batches):
-        part = parts_dir / f"{b:05d}.parquet"
-        if part.exists():
-            continue
-        if state is None:
-            state = backend.load(spec, spec.get("device", cfg["device"]))
+    todo = [b for b in range(len(batches)) if not (parts_dir / f"{b:05d}.parquet").exists()]
+    # Load (and fail: missing weights, missing API key) before any progress is shown.
+    state = backend.load(spec, spec.get("device", cfg["device"])) if todo else None
+    done = len(items) - sum(len(batches[b]) for b in todo)
+    bar = tqdm(total=len(items), desc=f"{generator}/{chunk}", unit="img", initial=done)
+    for b in todo:
+        batch, part = batches[b], parts_dir / f"{b:05d}.parquet"
         rows = [make_row(r.pop("image"), r.pop("format"), **r) for r in backend.render(state, generator, spec, batch)]
         write_shard(rows, part)
         bar.update(len(batch))
