@@ -39,4 +39,5 @@ rule all:
         "results/dataset_montage.png",
         expand("results/{table}.csv", table=sorted(P["tables"])),
         "results/table4.csv",
+        "results/robustness.csv",
     default_target: True

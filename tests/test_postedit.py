@@ -50,3 +50,14 @@ def test_edit_targets_cover_every_tool_and_band():
                                  ("inp", "small"): "data/smoke/edits/inp/small.parquet",
                                  ("inp", "large"): "data/smoke/edits/inp/large.parquet"}
 
+
+
+def test_perturbed_test_set_keeps_parents_and_the_delivery(tmp_path):
+    from attribench.robustness import perturb_test_set
+
+    cfg, index = _setup(tmp_path)
+    out = perturb_test_set(cfg, index, {"name": "gaussian_blur", "radius": 2}, tmp_path / "blur.parquet")
+    df = read_shard(out)
+    assert sorted(df.parent_id) == sorted(index.image_id) and list(df.generator) == list(index.generator)
+    assert set(df.format) == {"jpeg"} and set(df.width) == {16}
+    assert all(json.loads(t)["name"] == "gaussian_blur" for t in df["transform"])

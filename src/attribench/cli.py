@@ -111,6 +111,12 @@ def cmd_table4(args, cfg):
     build_table4(cfg, args.index, edit_targets(cfg), args.run, args.csv, args.md, args.confusion_dir)
 
 
+def cmd_robustness(args, cfg):
+    from attribench.robustness import robustness_curves
+
+    robustness_curves(cfg, args.index, args.run, args.csv, args.png)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="attribench", description=__doc__)
     p.add_argument("--params", default=str(config_mod.DEFAULT_PARAMS), help="params.yaml to read")
@@ -170,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--csv", required=True)
     sp.add_argument("--md", required=True)
     sp.add_argument("--confusion-dir", required=True)
+    sp = add("robustness", cmd_robustness, "train clean / test perturbed accuracy curves")
+    sp.add_argument("--index", required=True)
+    sp.add_argument("--run", required=True)
+    sp.add_argument("--csv", required=True)
+    sp.add_argument("--png", required=True)
     sp = add("figure", cmd_figure, "aggregate experiment runs into a benchmark figure (CSV + PNG)")
     sp.add_argument("--name", required=True)
     sp.add_argument("--csv", required=True)

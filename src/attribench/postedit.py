@@ -37,9 +37,10 @@ def _redeliver(data: bytes, policy: dict) -> bytes:
     return deliver_encode(resize_center_crop(decode(data), policy["size"]), policy["format"], policy.get("quality", 95))
 
 
-def _edited_row(parent: dict, data: bytes, policy: dict, transform: dict) -> dict:
+def derived_row(parent: dict, data: bytes, policy: dict, transform: dict, source: str = "edited") -> dict:
+    """A derived image row: re-delivered bytes, the parent's provenance, `parent_id` = the original."""
     prov = {k: parent[k] for k in META_COLUMNS if k in parent and k not in ("image_id", "format")}
-    prov.update(parent_id=parent["image_id"], source="edited", transform=json.dumps(transform, sort_keys=True),
+    prov.update(parent_id=parent["image_id"], source=source, transform=json.dumps(transform, sort_keys=True),
                 delivery=json.dumps(policy, sort_keys=True), width=policy["size"], height=policy["size"])
     return make_row(_redeliver(data, policy), policy["format"], **prov)
 
@@ -56,7 +57,7 @@ def edit_with_transform(cfg: dict, tool: str, band: str, index_path: str | Path,
         batch = records[start : start + 32]
         pixels = np.stack([np.asarray(decode(images[r["image_id"]])) for r in batch])
         blobs, _ = encode(spec, pixels, ids=[r["image_id"] for r in batch], prompts=[r.get("prompt") or "" for r in batch])
-        out_rows += [_edited_row(r, b, cfg["delivery"], {"tool": tool, **spec}) for r, b in zip(batch, blobs)]
+        out_rows += [derived_row(r, b, cfg["delivery"], {"tool": tool, **spec}) for r, b in zip(batch, blobs)]
     return write_shard(out_rows, out)
 
 
@@ -72,7 +73,7 @@ def import_external_edits(cfg: dict, tool: str, index_path: str | Path, out: str
         if why or path.stem not in parents:
             log.warning("%s: skipped %s: %s", tool, path, why or "no test image has this id")
             continue
-        out_rows.append(_edited_row(parents[path.stem], path.read_bytes(), cfg["delivery"], {"tool": tool, "file": path.name}))
+        out_rows.append(derived_row(parents[path.stem], path.read_bytes(), cfg["delivery"], {"tool": tool, "file": path.name}))
     if not out_rows:
         raise ValueError(f"{tool}: no edited file in {folder} is named after a test image id")
     return write_shard(out_rows, out)

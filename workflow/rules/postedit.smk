@@ -37,3 +37,23 @@ rule table4:
     shell:
         "attribench --config-json {params.cfg} table4 --index {input.index} --run {params.run} --csv {output.csv} "
         "--md {output.md} --confusion-dir {output.confusions} > {log} 2>&1"
+
+
+rule robustness:
+    input:
+        index=f"{DATA}/dataset/index.parquet",
+        run=lambda wc: f"results/runs/{P['robustness']['experiment']}/metrics.json",
+    output:
+        csv="results/robustness.csv",
+        png="results/robustness.png",
+    params:
+        cfg=CFG,
+        spec=as_json([P.get("robustness"), P["delivery"]]),
+        run=lambda wc: f"results/runs/{P['robustness']['experiment']}",
+    conda:
+        ENV
+    log:
+        f"{LOGS}/tables/robustness.log",
+    shell:
+        "attribench --config-json {params.cfg} robustness --index {input.index} --run {params.run} "
+        "--csv {output.csv} --png {output.png} > {log} 2>&1"

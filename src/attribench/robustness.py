@@ -1,0 +1,90 @@
+"""Robustness curves: a model trained on clean images, tested on perturbed test images (train clean /
+test perturbed). One transform spec per point; JPEG QF 90..50 is the other papers' robustness axis."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from attribench.io import atomic_path  # noqa: E402
+from attribench.metrics import bootstrap_ci, classification_metrics  # noqa: E402
+from attribench.postedit import derived_row, test_rows  # noqa: E402
+from attribench.shards import decode, load_images, read_metadata, write_shard  # noqa: E402
+
+
+def perturb_test_set(cfg: dict, rows: pd.DataFrame, spec: dict, out: Path) -> Path:
+    """The test images under `spec`, re-delivered (same container as training), parents kept."""
+    from attribench.transforms import encode, make_spec
+
+    spec = make_spec(spec)
+    images = load_images(rows)
+    records = rows.to_dict("records")
+    out_rows = []
+    for start in range(0, len(records), 64):
+        batch = records[start : start + 64]
+        pixels = np.stack([np.asarray(decode(images[r["image_id"]])) for r in batch])
+        blobs, _ = encode(spec, pixels, ids=[r["image_id"] for r in batch], prompts=[r.get("prompt") or "" for r in batch])
+        out_rows += [derived_row(r, b, cfg["delivery"], spec, source=r.get("source") or "generated") for r, b in zip(batch, blobs)]
+    return write_shard(out_rows, out)
+
+
+def robustness_curves(cfg: dict, index_path: str | Path, run_dir: str | Path, csv_out: str | Path, png_out: str | Path) -> pd.DataFrame:
+    from attribench.experiments import experiment_spec, predict_rows
+
+    rb, run_dir = cfg["robustness"], Path(run_dir)
+    meta = json.loads((run_dir / "metrics.json").read_text())
+    classes, spec = meta["classes"], experiment_spec(cfg, meta["experiment"])
+    rows = test_rows({**cfg, "post_editing": {"dataset": rb["dataset"]}}, index_path)
+    rows = rows[rows["generator"].isin(classes)]
+    work = Path("data") / cfg["profile"] / "robustness"
+    points = [("clean", None, rows)]
+    for axis, specs in rb["perturbations"].items():
+        for s in specs:
+            s = {"name": axis, **s}
+            level = next((v for k, v in s.items() if k != "name"), None)
+            shard = perturb_test_set(cfg, rows, s, work / f"{axis}-{level}.parquet")
+            points.append((axis, level, read_metadata([shard])))
+    out = []
+    for axis, level, ds in points:
+        y_true = [classes.index(g) for g in ds["generator"]]
+        y_pred = predict_rows(cfg, spec, run_dir, ds).argmax(1)
+        m = classification_metrics(y_true, y_pred, classes)
+        lo, hi = bootstrap_ci(y_true, y_pred, seed=cfg["split"]["seed"])
+        out.append({"perturbation": axis, "level": level, "accuracy": m["accuracy"], "accuracy_ci95_lo": lo,
+                    "accuracy_ci95_hi": hi, "macro_f1": m["macro_f1"], "n_test": len(ds), "experiment": meta["experiment"],
+                    "attributor": meta["attributor_label"], "n_classes": len(classes), "chance": 1 / len(classes),
+                    "profile": cfg["profile"]})
+    df = pd.DataFrame(out)
+    with atomic_path(csv_out) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+    _plot(df, png_out)
+    return df
+
+
+def _plot(df: pd.DataFrame, path: str | Path) -> None:
+    axes_names = [a for a in dict.fromkeys(df.perturbation) if a != "clean"]
+    clean = df[df.perturbation == "clean"].iloc[0]
+    fig, axes = plt.subplots(1, len(axes_names), figsize=(3.2 * len(axes_names), 3), squeeze=False)
+    for ax, name in zip(axes[0], axes_names):
+        d = df[df.perturbation == name]
+        err = 100 * np.array([d.accuracy - d.accuracy_ci95_lo, d.accuracy_ci95_hi - d.accuracy])
+        ax.errorbar(d.level.astype(float), 100 * d.accuracy, yerr=err, marker="o", capsize=3)
+        ax.axhline(100 * clean.accuracy, c="green", ls=":", label="clean")
+        ax.axhline(100 * clean.chance, c="grey", ls="--", label="chance")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("quality" if name == "jpeg" else "level")
+        ax.set_ylim(0, 100)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"train clean / test perturbed: {clean.attributor} ({clean.profile})", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
