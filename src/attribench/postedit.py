@@ -25,11 +25,10 @@ from attribench.shards import META_COLUMNS, decode, load_images, make_row, read_
 log = logging.getLogger(__name__)
 
 
-def test_rows(cfg: dict, index_path: str | Path) -> pd.DataFrame:
-    """The test images that get edited: the test split of the post-editing dataset."""
-    pe = cfg["post_editing"]
+def test_rows(cfg: dict, index_path: str | Path, dataset: str) -> pd.DataFrame:
+    """The test split of a dataset view: the images that get edited or perturbed."""
     index = pd.read_parquet(index_path)
-    ds = select(index, pe["dataset"], cfg["datasets"][pe["dataset"]], cfg["split"]["seed"])
+    ds = select(index, dataset, cfg["datasets"][dataset], cfg["split"]["seed"])
     return ds[ds["split"] == "test"].reset_index(drop=True)
 
 
@@ -45,20 +44,30 @@ def derived_row(parent: dict, data: bytes, policy: dict, transform: dict, source
     return make_row(_redeliver(data, policy), policy["format"], **prov)
 
 
-def edit_with_transform(cfg: dict, tool: str, band: str, index_path: str | Path, out: str | Path) -> Path:
-    from attribench.transforms import encode, make_spec
+def transform_rows(cfg: dict, rows: pd.DataFrame, spec: dict, out: str | Path, record: dict,
+                   source: str | None = None, batch_size: int = 32) -> Path:
+    """Derived shard of `rows` under transform `spec`, re-delivered; `record` goes into `transform`,
+    `source` replaces the parent's (None keeps it)."""
+    from attribench.transforms import encode
 
-    spec = make_spec({**cfg["post_editing"]["tools"][tool]["transform"], "band": band})
-    rows = test_rows(cfg, index_path)
     images = load_images(rows)
     records = rows.to_dict("records")
     out_rows = []
-    for start in range(0, len(records), 32):
-        batch = records[start : start + 32]
+    for start in range(0, len(records), batch_size):
+        batch = records[start : start + batch_size]
         pixels = np.stack([np.asarray(decode(images[r["image_id"]])) for r in batch])
         blobs, _ = encode(spec, pixels, ids=[r["image_id"] for r in batch], prompts=[r.get("prompt") or "" for r in batch])
-        out_rows += [derived_row(r, b, cfg["delivery"], {"tool": tool, **spec}) for r, b in zip(batch, blobs)]
+        out_rows += [derived_row(r, b, cfg["delivery"], record, source=source or r.get("source") or "generated")
+                     for r, b in zip(batch, blobs)]
     return write_shard(out_rows, out)
+
+
+def edit_with_transform(cfg: dict, tool: str, band: str, index_path: str | Path, out: str | Path) -> Path:
+    from attribench.transforms import make_spec
+
+    spec = make_spec({**cfg["post_editing"]["tools"][tool]["transform"], "band": band})
+    rows = test_rows(cfg, index_path, cfg["post_editing"]["dataset"])
+    return transform_rows(cfg, rows, spec, out, {"tool": tool, **spec}, source="edited")
 
 
 def import_external_edits(cfg: dict, tool: str, index_path: str | Path, out: str | Path) -> Path:
@@ -66,7 +75,7 @@ def import_external_edits(cfg: dict, tool: str, index_path: str | Path, out: str
     folder = Path(cfg["post_editing"]["tools"][tool]["folder"])
     if not folder.is_dir():
         raise FileNotFoundError(f"post_editing.tools.{tool}.folder not found: {folder}")
-    parents = {r["image_id"]: r for r in test_rows(cfg, index_path).to_dict("records")}
+    parents = {r["image_id"]: r for r in test_rows(cfg, index_path, cfg["post_editing"]["dataset"]).to_dict("records")}
     out_rows = []
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
         why = check_image(path)
@@ -98,7 +107,7 @@ def build_table4(cfg: dict, index_path: str | Path, edited: dict[tuple[str, str]
     run_dir = Path(run_dir)
     meta = json.loads((run_dir / "metrics.json").read_text())
     classes, spec = meta["classes"], experiment_spec(cfg, meta["experiment"])
-    originals = test_rows(cfg, index_path)
+    originals = test_rows(cfg, index_path, cfg["post_editing"]["dataset"])
     originals = originals[originals["generator"].isin(classes)]
     orig_pred = dict(zip(originals["image_id"], predict_rows(cfg, spec, run_dir, originals).argmax(1)))
     rows = []

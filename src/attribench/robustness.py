@@ -15,24 +15,16 @@ import pandas as pd  # noqa: E402
 
 from attribench.io import atomic_path  # noqa: E402
 from attribench.metrics import bootstrap_ci, classification_metrics  # noqa: E402
-from attribench.postedit import derived_row, test_rows  # noqa: E402
-from attribench.shards import decode, load_images, read_metadata, write_shard  # noqa: E402
+from attribench.postedit import test_rows, transform_rows  # noqa: E402
+from attribench.shards import read_metadata  # noqa: E402
 
 
 def perturb_test_set(cfg: dict, rows: pd.DataFrame, spec: dict, out: Path) -> Path:
     """The test images under `spec`, re-delivered (same container as training), parents kept."""
-    from attribench.transforms import encode, make_spec
+    from attribench.transforms import make_spec
 
     spec = make_spec(spec)
-    images = load_images(rows)
-    records = rows.to_dict("records")
-    out_rows = []
-    for start in range(0, len(records), 64):
-        batch = records[start : start + 64]
-        pixels = np.stack([np.asarray(decode(images[r["image_id"]])) for r in batch])
-        blobs, _ = encode(spec, pixels, ids=[r["image_id"] for r in batch], prompts=[r.get("prompt") or "" for r in batch])
-        out_rows += [derived_row(r, b, cfg["delivery"], spec, source=r.get("source") or "generated") for r, b in zip(batch, blobs)]
-    return write_shard(out_rows, out)
+    return transform_rows(cfg, rows, spec, out, spec, batch_size=64)
 
 
 def robustness_curves(cfg: dict, index_path: str | Path, run_dir: str | Path, csv_out: str | Path, png_out: str | Path) -> pd.DataFrame:
@@ -41,7 +33,7 @@ def robustness_curves(cfg: dict, index_path: str | Path, run_dir: str | Path, cs
     rb, run_dir = cfg["robustness"], Path(run_dir)
     meta = json.loads((run_dir / "metrics.json").read_text())
     classes, spec = meta["classes"], experiment_spec(cfg, meta["experiment"])
-    rows = test_rows({**cfg, "post_editing": {"dataset": rb["dataset"]}}, index_path)
+    rows = test_rows(cfg, index_path, rb["dataset"])
     rows = rows[rows["generator"].isin(classes)]
     work = Path("data") / cfg["profile"] / "robustness"
     points = [("clean", None, rows)]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Callable
-
-import pandas as pd
+from typing import Any
 
 from attribench import prompts as prompt_sets
 
@@ -93,7 +91,3 @@ def base_provenance(gen: str, spec: dict, item: RenderItem) -> dict:
         image_index=item.image_index, seed=item.seed,
     )
 
-
-Loader = Callable[[dict, str], Any]
-__all__ = ["Backend", "BACKENDS", "RenderItem", "register_backend", "get_backend", "image_seed", "base_provenance"]
-_ = pd  # pandas is part of the chunk API's types
