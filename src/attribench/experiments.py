@@ -19,6 +19,31 @@ from attribench.metrics import bootstrap_ci, classification_metrics, plot_confus
 from attribench.shards import load_images
 
 PLOTS = Path("results/plots")  # DVC plot data (dvc.yaml `plots:`), one file per run and test set
+RUNS = Path("results/runs")
+
+
+def upstream_runs(attributor: dict) -> list[str]:
+    """Experiments whose trained runs an attributor builds on: spec keys ending in `_run` name one
+    experiment, keys ending in `_runs` a mapping or list of them (e.g. DeepFeatureX's base models)."""
+    names = []
+    for key, value in (attributor.get("spec") or {}).items():
+        if key.endswith("_run"):
+            names.append(value)
+        elif key.endswith("_runs"):
+            names += list(value.values()) if isinstance(value, dict) else list(value)
+    return names
+
+
+def resolve_runs(attributor_spec: dict) -> dict:
+    """The spec with experiment names in `*_run(s)` keys replaced by their run directories."""
+    out = dict(attributor_spec)
+    for key, value in attributor_spec.items():
+        if key.endswith("_run"):
+            out[key] = str(RUNS / value)
+        elif key.endswith("_runs"):
+            out[key] = ({k: str(RUNS / v) for k, v in value.items()} if isinstance(value, dict)
+                        else [str(RUNS / v) for v in value])
+    return out
 
 
 def experiment_spec(cfg: dict, name: str) -> dict:
@@ -32,6 +57,9 @@ def experiment_spec(cfg: dict, name: str) -> dict:
     attributor = cfg["attributors"][att_name]
     training = {**cfg["training"], **attributor.get("training", {}), **exp.get("training", {})}
     tests = exp.get("test") or [exp["train"]]
+    for up in upstream_runs(attributor):
+        if up not in cfg["experiments"]:
+            raise KeyError(f"attributors.{att_name}.spec names run '{up}', which is not in experiments")
     for ds in [exp["train"], *tests]:
         if ds not in cfg["datasets"]:
             raise KeyError(f"experiments.{name}: dataset '{ds}' is not in datasets")
@@ -125,7 +153,7 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
     # Frozen-backbone attributors train on cached feature vectors (computed once per image); image
     # models "with text" (kind *_text) train on images plus the cached prompt embedding.
     features = spec["attributor"].get("features")
-    attributor_spec = dict(spec["attributor"].get("spec") or {})
+    attributor_spec = resolve_runs(spec["attributor"].get("spec") or {})
     inputs = text_inputs = None
     if features:
         needed = pd.concat([run_index, *test_rows.values()]).drop_duplicates("image_id")

@@ -53,7 +53,7 @@ def render_inputs(wc):
     return inputs
 
 
-from attribench.experiments import experiment_spec
+from attribench.experiments import experiment_spec, upstream_runs
 from attribench.postedit import edit_targets
 
 
