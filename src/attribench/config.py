@@ -65,6 +65,7 @@ def resolve(raw: Mapping) -> dict:
     for key in ("zoo", "attributors", "datasets", "experiments", "tables"):
         cfg.setdefault(key, {})
     cfg["generators"] = {k: v for k, v in cfg["generators"].items() if v.get("enabled", True)}
+    _expand_heldout(cfg)
     resolved_schema = dict(schema["$defs"]["resolved"], **{"$defs": schema["$defs"]})
     validate(cfg, resolved_schema, source=f"params.yaml (profile {name})")
     return cfg
@@ -94,3 +95,22 @@ def snapshot(cfg: Mapping, folder: str | Path = ".snakemake/attribench") -> Path
         with atomic_path(path) as tmp:
             tmp.write_text(text)
     return path
+
+
+def _expand_heldout(cfg: dict) -> None:
+    """Dataset views with `heldout: seen | unseen` become explicit class filters, so the held-out
+    generators are named once (`heldout_generators`) and every run's settings list them."""
+    held = list(cfg.get("heldout_generators") or [])
+    unknown = sorted(set(held) - set(cfg["generators"]))
+    if unknown:
+        raise ConfigError(f"params.yaml: heldout_generators: {unknown} are not generators (known: {sorted(cfg['generators'])})")
+    real = sorted(g for g, s in cfg["generators"].items() if s.get("source") == "real")
+    for name, spec in cfg.get("datasets", {}).items():
+        if "heldout" not in spec:
+            continue
+        if not held:
+            raise ConfigError(f"params.yaml: datasets.{name}.heldout needs heldout_generators")
+        if spec["heldout"] == "seen":
+            spec["exclude"] = sorted(set(spec.get("exclude", [])) | set(held))
+        else:
+            spec["classes"] = sorted(set(held) | set(real))

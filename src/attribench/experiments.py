@@ -63,11 +63,37 @@ def experiment_spec(cfg: dict, name: str) -> dict:
     for ds in [exp["train"], *tests]:
         if ds not in cfg["datasets"]:
             raise KeyError(f"experiments.{name}: dataset '{ds}' is not in datasets")
-    return {
+    spec = {
         "name": name, "attributor_name": att_name, "attributor": attributor, "training": training,
         "train": exp["train"], "test": tests, "datasets": {d: cfg["datasets"][d] for d in {exp["train"], *tests}},
         "seed": cfg["split"]["seed"],
     }
+    if exp.get("transform"):  # train and test on transformed images (Fig. 6 / 7 / 15 studies)
+        from attribench.transforms import make_spec
+
+        try:
+            spec["transform"] = make_spec(exp["transform"])
+        except (KeyError, TypeError) as err:
+            raise type(err)(f"experiments.{name}.transform: {err}") from None
+        spec["delivery"] = cfg["delivery"]  # derived images are re-delivered
+    return spec
+
+
+def transform_status(cfg: dict, name: str) -> str:
+    """"ok", or why an experiment's transform cannot run here ("needs weights" / "not available")."""
+    from attribench.transforms import availability
+
+    transform = experiment_spec(cfg, name).get("transform")
+    return availability(transform) if transform else "ok"
+
+
+def model_kwargs_for_size(attributor_spec: dict, input_size: int) -> dict:
+    """A timm model built for a fixed input (e.g. EfficientFormerV2's `img_size`) follows the run's
+    input size, so a resolution study (Fig. 15 left) only changes `training.input_size`."""
+    kwargs = attributor_spec.get("model_kwargs") or {}
+    if "img_size" in kwargs and kwargs["img_size"] != input_size:
+        return {**attributor_spec, "model_kwargs": {**kwargs, "img_size": input_size}}
+    return attributor_spec
 
 
 def describe_model(attributor: dict) -> str:
@@ -87,13 +113,34 @@ def _metrics_block(y_true, y_pred, classes, seed) -> dict:
             "n": int(len(y_true))}
 
 
-def _write_test_outputs(out_dir: Path, test: str, classes, image_ids, y_true, y_pred, probs) -> None:
+def real_vs_fake(rows: pd.DataFrame, probs: np.ndarray, classes: list[str], real_classes: list[str]) -> dict:
+    """Detection from an attributor: fake score = 1 - P(real classes); AP with fakes as positives
+    (the metric of Ju et al. and DeepFeatureX), accuracy at the argmax decision."""
+    from sklearn.metrics import average_precision_score
+
+    is_fake = (rows["source"] != "real").to_numpy() if "source" in rows else ~rows["generator"].isin(real_classes).to_numpy()
+    p_real = probs[:, [classes.index(c) for c in real_classes]].sum(1)
+    if is_fake.all() or not is_fake.any():
+        return {}
+    pred_fake = ~np.isin(np.asarray(classes)[probs.argmax(1)], real_classes)
+    return {"real_vs_fake_ap": float(average_precision_score(is_fake, 1.0 - p_real)),
+            "real_vs_fake_accuracy": float((pred_fake == is_fake).mean()), "n_fake": int(is_fake.sum()),
+            "n_real": int((~is_fake).sum())}
+
+
+def _write_test_outputs(out_dir: Path, test: str, classes, rows: pd.DataFrame, known: np.ndarray, probs) -> None:
     labels = np.asarray(classes, dtype=object)
-    preds = pd.DataFrame({"image_id": image_ids, "test_set": test, "true_label": labels[y_true], "pred_label": labels[y_pred]})
+    y_pred = probs.argmax(1)
+    preds = pd.DataFrame({"image_id": rows["image_id"].to_numpy(), "test_set": test, "true_label": rows["generator"].to_numpy(),
+                          "pred_label": labels[y_pred]})
+    if "source" in rows:
+        preds["source"] = rows["source"].to_numpy()
     preds = pd.concat([preds, pd.DataFrame(probs, columns=[f"p_{c}" for c in classes])], axis=1)
     with atomic_path(out_dir / f"predictions_{test}.parquet") as tmp:
         preds.to_parquet(tmp, index=False)
-    cm = classification_metrics(y_true, y_pred, classes)["confusion_matrix"]
+    preds = preds[known]
+    y_true = np.array([classes.index(g) for g in preds["true_label"]], dtype=int)
+    cm = classification_metrics(y_true, y_pred[known], classes)["confusion_matrix"]
     with atomic_path(out_dir / f"confusion_{test}.csv") as tmp:
         pd.DataFrame(cm, index=pd.Index(classes, name="true\\predicted"), columns=classes).to_csv(tmp)
     plot_confusion(cm, classes, out_dir / f"confusion_{test}.png", title=f"{out_dir.name}: test on {test}")
@@ -147,8 +194,24 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
     tests = {t: select(index, t, spec["datasets"][t], spec["seed"]) for t in spec["test"]}
     classes = sorted(train_ds["generator"].unique())
     primary = spec["test"][0]
-    run_index = pd.concat([train_ds[train_ds["split"] != "test"], tests[primary][tests[primary]["split"] == "test"]])
-    test_rows = {t: ds[(ds["split"] == "test") & ds["generator"].isin(classes)] for t, ds in tests.items()}
+    primary_test = tests[primary][tests[primary]["split"] == "test"]
+    run_index = pd.concat([train_ds[train_ds["split"] != "test"], primary_test[primary_test["generator"].isin(classes)]])
+    # Test sets may hold classes the run never saw (held-out generators): they get predictions and
+    # count in real-vs-fake AP, while accuracy and the confusion matrix cover the known classes.
+    test_rows = {t: ds[ds["split"] == "test"] for t, ds in tests.items()}
+    real_classes = sorted(set(train_ds.loc[train_ds["source"] == "real", "generator"])) if "source" in train_ds else []
+    if spec.get("transform"):
+        from attribench.derived_datasets import derived_view
+
+        everything = pd.concat([run_index, *test_rows.values()])
+        view = derived_view(cfg, everything, spec["transform"]).drop_duplicates("parent_id").set_index("parent_id")
+
+        def swap(rows: pd.DataFrame) -> pd.DataFrame:
+            d = view.loc[rows["image_id"], ["image_id", "shard", "transform"]].reset_index()
+            return rows.drop(columns=["image_id", "shard", "parent_id", "transform"], errors="ignore").reset_index(drop=True).join(d)
+
+        run_index = swap(run_index)
+        test_rows = {t: swap(rows) for t, rows in test_rows.items()}
 
     # Frozen-backbone attributors train on cached feature vectors (computed once per image); image
     # models "with text" (kind *_text) train on images plus the cached prompt embedding.
@@ -169,9 +232,10 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
     training = dict(spec["training"])
     num_threads = threads or training.pop("num_threads", None)
     training.pop("num_threads", None)
+    input_size = training.pop("input_size")
     run_spec = {
-        "attributor": spec["attributor"]["kind"], "attributor_spec": attributor_spec,
-        "input_size": training.pop("input_size"), "classes": classes, **training,
+        "attributor": spec["attributor"]["kind"], "attributor_spec": model_kwargs_for_size(attributor_spec, input_size),
+        "input_size": input_size, "classes": classes, **training,
     }
     if text_inputs is not None:
         run_spec["text_spec"] = features["text"]  # lets `predict(prompts=...)` re-embed new prompts
@@ -185,17 +249,21 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
     blocks = {}
     for test, rows in test_rows.items():
         probs = predict_rows(cfg, spec, out_dir, rows)
-        y_true = np.array([classes.index(g) for g in rows["generator"]])
+        known = rows["generator"].isin(classes).to_numpy()
+        y_true = np.array([classes.index(g) for g in rows["generator"][known]])
         y_pred = probs.argmax(1)
-        blocks[test] = _metrics_block(y_true, y_pred, classes, spec["seed"])
-        _write_test_outputs(out_dir, test, classes, list(rows["image_id"]), y_true, y_pred, probs)
+        blocks[test] = _metrics_block(y_true, y_pred[known], classes, spec["seed"]) if known.any() else {"n": 0}
+        blocks[test]["n_unseen_class"] = int((~known).sum())
+        if real_classes:
+            blocks[test].update(real_vs_fake(rows, probs, classes, real_classes))
+        _write_test_outputs(out_dir, test, classes, rows, known, probs)
 
     metrics = {
         "experiment": name, "profile": cfg["profile"], "attributor": spec["attributor_name"],
         "attributor_label": spec["attributor"].get("label", spec["attributor_name"]),
         "model": describe_model(spec["attributor"]), "uses_text": uses_text(spec["attributor"]),
         "input_size": next((v["input_size"] for v in (features or {}).values() if "input_size" in v), run_spec["input_size"]),
-        "train_dataset": spec["train"], "classes": classes, "n_classes": len(classes),
+        "train_dataset": spec["train"], "transform": spec.get("transform"), "classes": classes, "n_classes": len(classes),
         "chance": 1.0 / len(classes), "n_train": summary["n_train"], "n_val": summary["n_val"],
         "best_epoch": summary["best_epoch"], "best_val_accuracy": summary["best_val_accuracy"],
         "epochs": summary["epochs"], "train_seconds": summary["train_seconds"],

@@ -79,7 +79,10 @@ def fig9_gram_density(runs: list[dict], png: Path, cfg: dict, index_path: str, *
 def build_figure(name: str, metrics_paths: list[str | Path], csv_out: str | Path, png_out: str | Path, **ctx) -> pd.DataFrame:
     builder = FIGURES.lookup(name)
     runs = [json.loads(Path(p).read_text()) for p in metrics_paths]
-    df = builder(runs, Path(png_out), **ctx)
+    df = builder(runs, Path(png_out), name=name, **ctx)
     with atomic_path(csv_out) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     return df
+
+
+from attribench import study_figures  # noqa: E402,F401  (registers the Fig. 6 / 7 / 15 study figures)

@@ -53,17 +53,42 @@ def render_inputs(wc):
     return inputs
 
 
-from attribench.experiments import experiment_spec, upstream_runs
+from attribench.experiments import experiment_spec, transform_status, upstream_runs
 from attribench.postedit import edit_targets
 
 
 def table_experiments(table):
     if table not in P["tables"]:
         raise ValueError(f"table '{table}' is not in params.yaml tables (known: {sorted(P['tables'])})")
-    return P["tables"][table]["experiments"]
+    # Runs whose transform needs weights this machine lacks (or has no implementation) are left out;
+    # the table marks them instead of failing the whole target.
+    return [e for e in P["tables"][table]["experiments"] if transform_status(P, e) == "ok"]
+
+
+def train_inputs(wc):
+    spec = experiment_spec(P, wc.experiment)
+    inputs = {"index": f"{DATA}/dataset/index.parquet"}
+    # runs this attributor builds on (spec keys *_run / *_runs, e.g. DeepFeatureX's base models)
+    inputs["upstream"] = [f"results/runs/{e}/metrics.json" for e in upstream_runs(spec["attributor"])]
+    model = zoo_dir_for({"backend": "diffusers", **spec.get("transform", {})})  # e.g. SDEdit's zoo pipeline
+    if model:
+        inputs["model"] = model
+    return inputs
 
 
 def edit_inputs(wc):
     tool = P["post_editing"]["tools"][wc.tool]
     model = zoo_dir_for({"backend": "diffusers", **tool.get("transform", {})})
     return {"index": f"{DATA}/dataset/index.parquet", **({"model": model} if model else {})}
+
+
+def robustness_models(wc):
+    """Zoo pipelines a robustness perturbation runs (e.g. SDEdit's img2img in smoke)."""
+    specs = [s for specs in P.get("robustness", {}).get("perturbations", {}).values() for s in specs]
+    return sorted({m for m in (zoo_dir_for({"backend": "diffusers", **s}) for s in specs) if m})
+
+
+def methods_table_runs(wc):
+    entries = P["methods_table"]["entries"].values()
+    names = [e["experiment"] for e in entries] + [e["heldout_experiment"] for e in entries if "heldout_experiment" in e]
+    return [f"results/runs/{n}/metrics.json" for n in names]

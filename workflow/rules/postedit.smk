@@ -43,6 +43,7 @@ rule robustness:
     input:
         index=f"{DATA}/dataset/index.parquet",
         run=lambda wc: f"results/runs/{P['robustness']['experiment']}/metrics.json",
+        models=robustness_models,
     output:
         csv="results/robustness.csv",
         png="results/robustness.png",

@@ -2,9 +2,7 @@
 # trains only what table 2 needs.
 rule train:
     input:
-        index=f"{DATA}/dataset/index.parquet",
-        # runs this attributor builds on (spec keys *_run / *_runs, e.g. DeepFeatureX's base models)
-        upstream=lambda wc: [f"results/runs/{e}/metrics.json" for e in upstream_runs(experiment_spec(P, wc.experiment)["attributor"])],
+        unpack(train_inputs),
     output:
         metrics="results/runs/{experiment}/metrics.json",
         model="results/runs/{experiment}/model.safetensors",

@@ -27,5 +27,5 @@ from attribench.transforms.registry import (  # noqa: F401
 )
 
 # Importing the modules registers their transforms.
-from attribench.transforms import inpaint, learned, perturb, represent  # noqa: F401,E402
+from attribench.transforms import inpaint, learned, perturb, represent, views  # noqa: F401,E402
 from attribench.transforms.derive import apply_to_shard, compose, transform_chain  # noqa: F401,E402
