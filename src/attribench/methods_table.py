@@ -81,6 +81,7 @@ def method_row(cfg: dict, key: str, entry: dict, test_rows: pd.DataFrame) -> dic
         if unseen is None:
             raise KeyError(f"methods_table.entries.{key}.heldout_experiment '{held}' has no test set with heldout: unseen")
         row.update(heldout_experiment=held, seen_real_vs_fake_ap=seen.get("real_vs_fake_ap", np.nan),
+                   seen_real_vs_fake_accuracy=seen.get("real_vs_fake_accuracy", np.nan),
                    heldout_real_vs_fake_ap=unseen.get("real_vs_fake_ap", np.nan),
                    heldout_real_vs_fake_accuracy=unseen.get("real_vs_fake_accuracy", np.nan))
     row["profile"] = cfg["profile"]
