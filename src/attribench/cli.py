@@ -117,6 +117,12 @@ def cmd_robustness(args, cfg):
     robustness_curves(cfg, args.index, args.run, args.csv, args.png)
 
 
+def cmd_jiang_pairs(args, cfg):
+    from attribench.methods.jiang_eval import write_jiang_pairs
+
+    write_jiang_pairs(cfg, args.index, args.csv, args.png)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="attribench", description=__doc__)
     p.add_argument("--params", default=str(config_mod.DEFAULT_PARAMS), help="params.yaml to read")
@@ -179,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("robustness", cmd_robustness, "train clean / test perturbed accuracy curves")
     sp.add_argument("--index", required=True)
     sp.add_argument("--run", required=True)
+    sp.add_argument("--csv", required=True)
+    sp.add_argument("--png", required=True)
+    sp = add("jiang-pairs", cmd_jiang_pairs, "Jiang et al. Table II: pair verification per generator pair (+ regenerate flow)")
+    sp.add_argument("--index", required=True)
     sp.add_argument("--csv", required=True)
     sp.add_argument("--png", required=True)
     sp = add("figure", cmd_figure, "aggregate experiment runs into a benchmark figure (CSV + PNG)")

@@ -55,6 +55,7 @@ def render_inputs(wc):
 
 from attribench.experiments import experiment_spec, upstream_runs
 from attribench.postedit import edit_targets
+from attribench.methods.jiang_eval import suspects_of
 
 
 def table_experiments(table):
@@ -67,3 +68,17 @@ def edit_inputs(wc):
     tool = P["post_editing"]["tools"][wc.tool]
     model = zoo_dir_for({"backend": "diffusers", **tool.get("transform", {})})
     return {"index": f"{DATA}/dataset/index.parquet", **({"model": model} if model else {})}
+
+
+# Jiang et al. Table II (methods_jiang.smk): the encoder runs it pairs, and the zoo models of the
+# suspect generators the regenerate flow renders with.
+def jiang_pairs_inputs(wc):
+    spec = P.get("jiang_pairs") or {}
+    encoders = sorted({ev["encoder"] for ev in spec.get("evaluations", [])})
+    inputs = {
+        "index": f"{DATA}/dataset/index.parquet",
+        "runs": [f"results/runs/{e}/{f}" for e in encoders for f in ("metrics.json", "model.safetensors")],
+    }
+    if (spec.get("regenerate") or {}).get("queries_per_class", 0):
+        inputs["zoo"] = sorted({z for g in suspects_of(P) if (z := zoo_dir_for(gen_spec(g)))})
+    return inputs
