@@ -26,6 +26,7 @@ include: "workflow/rules/dataset.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/postedit.smk"
 include: "workflow/rules/methods_table.smk"
+include: "workflow/rules/methods_jiang.smk"
 
 
 # Custom generator rules: one file per generator that the registry's backends cannot express.

@@ -121,6 +121,10 @@ def cmd_methods(args, cfg):
     from attribench.methods_table import build_methods_table
 
     build_methods_table(cfg, args.index, args.csv, args.png)
+def cmd_jiang_pairs(args, cfg):
+    from attribench.methods.jiang_eval import write_jiang_pairs
+
+    write_jiang_pairs(cfg, args.index, args.csv, args.png)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--csv", required=True)
     sp.add_argument("--png", required=True)
     sp = add("methods", cmd_methods, "every attributor on the same splits: accuracy, AP, JPEG, held-out AP, speed")
+    sp = add("jiang-pairs", cmd_jiang_pairs, "Jiang et al. Table II: pair verification per generator pair (+ regenerate flow)")
     sp.add_argument("--index", required=True)
     sp.add_argument("--csv", required=True)
     sp.add_argument("--png", required=True)

@@ -185,7 +185,7 @@ def predict_rows(cfg: dict, spec: dict, run_dir: str | Path, rows: pd.DataFrame)
 
 def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | Path, threads: int | None = None) -> dict:
     from attribench.features import feature_inputs
-    from attribench.train import train_run
+    from attribench.trainers import trainer_for
 
     spec = experiment_spec(cfg, name)
     out_dir = Path(out_dir)
@@ -244,7 +244,9 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
     if num_threads:
         run_spec["num_threads"] = num_threads
     extra = {"text_inputs": text_inputs} if text_inputs is not None else {}
-    summary = train_run(run_index, run_spec, out_dir, inputs=inputs, **extra)
+    # The attributor kind picks its trainer (attribench.trainers): cross-entropy unless a method
+    # registered its own (Jiang et al.'s encoder: supcon).
+    summary = trainer_for(spec["attributor"]["kind"])(run_index, run_spec, out_dir, inputs=inputs, **extra)
 
     blocks = {}
     for test, rows in test_rows.items():
@@ -268,6 +270,7 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
         "best_epoch": summary["best_epoch"], "best_val_accuracy": summary["best_val_accuracy"],
         "epochs": summary["epochs"], "train_seconds": summary["train_seconds"],
         "train_images_per_second": summary["train_images_per_second"], "n_parameters": summary["n_parameters"],
+        **(summary.get("extra") or {}),
         "test": blocks,
     }
     with atomic_path(out_dir / "metrics.json") as tmp:

@@ -55,6 +55,7 @@ def render_inputs(wc):
 
 from attribench.experiments import experiment_spec, transform_status, upstream_runs
 from attribench.postedit import edit_targets
+from attribench.methods.jiang_eval import suspects_of
 
 
 def table_experiments(table):
@@ -92,3 +93,15 @@ def methods_table_runs(wc):
     entries = P["methods_table"]["entries"].values()
     names = [e["experiment"] for e in entries] + [e["heldout_experiment"] for e in entries if "heldout_experiment" in e]
     return [f"results/runs/{n}/metrics.json" for n in names]
+# Jiang et al. Table II (methods_jiang.smk): the encoder runs it pairs, and the zoo models of the
+# suspect generators the regenerate flow renders with.
+def jiang_pairs_inputs(wc):
+    spec = P.get("jiang_pairs") or {}
+    encoders = sorted({ev["encoder"] for ev in spec.get("evaluations", [])})
+    inputs = {
+        "index": f"{DATA}/dataset/index.parquet",
+        "runs": [f"results/runs/{e}/{f}" for e in encoders for f in ("metrics.json", "model.safetensors")],
+    }
+    if (spec.get("regenerate") or {}).get("queries_per_class", 0):
+        inputs["zoo"] = sorted({z for g in suspects_of(P) if (z := zoo_dir_for(gen_spec(g)))})
+    return inputs

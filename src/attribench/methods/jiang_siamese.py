@@ -4,6 +4,14 @@ to verify a suspect generator by re-rendering the image's caption with it (their
 
 Paper references: sec. III-B (process), III-C (model, Eq. 1), IV-A (data: several images per
 prompt per generator), IV-C / Table II (pair metrics).
+
+On the bench (attributor registry entries, trained by `run_experiment`):
+- `jiang_siamese`: the encoder, trained by the `supcon` trainer (methods/jiang_train.py). Its forward
+  gives N-way logits by nearest class prototype (cosine to the normalised mean train embedding of
+  each class, / temperature), so an encoder run also has the usual metrics.json + predictions;
+  `embed(x)` is the siamese embedding that pair verification compares.
+- `jiang_probe`: a trained encoder run (spec `encoder_run`), frozen, + a linear head trained with the
+  ordinary cross-entropy path: Jiang's representation as an N-way classifier on the same splits.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
+from attribench.attributors.registry import register
 from attribench.imagedata import normalise, resize_crop
 
 
@@ -82,7 +91,8 @@ class SiameseEncoder(torch.nn.Module):
             if kwargs.pop("pretrained", False):
                 raise ValueError("weights are never downloaded: pretrained must be false")
             self.backbone = timm.create_model(spec["model"], pretrained=False, num_classes=0, **kwargs)
-            feature_dim = self.backbone.num_features
+            # head_hidden_size: the pooled width where a model has a pre-logits layer (LCNet, MobileNetV3).
+            feature_dim = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
         # Two-layer projection head as in the SupCon recipe the paper adopts (its ref. [30]).
         self.head = torch.nn.Sequential(torch.nn.Linear(feature_dim, feature_dim), torch.nn.ReLU(),
                                         torch.nn.Linear(feature_dim, embed_dim))
@@ -144,7 +154,7 @@ def verify_by_regeneration(query_bytes: bytes, caption: str, suspect_render_fn: 
     x = normalise(torch.stack([resize_crop(query_bytes, size), resize_crop(reference, size)]))
     was_training = encoder.training
     encoder.eval()
-    emb = encoder(x)
+    emb = encoder.embed(x) if hasattr(encoder, "embed") else encoder(x)  # JiangSiamese: the embedding, not its N-way logits
     encoder.train(was_training)
     score = float(same_generator_score(emb[0:1], emb[1:2])[0])
     return {"score": score, "same_generator": bool(score >= threshold), "reference": reference}
@@ -169,3 +179,96 @@ def backend_renderer(cfg: dict, generator: str, image_index: int = 0) -> Callabl
         return row["image"]
 
     return render
+
+
+# ------------------------------------------------------------------ attributor entries ----
+
+
+class JiangSiamese(torch.nn.Module):
+    """SiameseEncoder + class prototypes (a buffer, set by the trainer from the train split):
+    forward = N-way logits cos(embedding, prototype_c) / temperature; embed = the unit embedding."""
+
+    def __init__(self, encoder: SiameseEncoder, embed_dim: int, num_classes: int, temperature: float):
+        super().__init__()
+        self.encoder = encoder
+        self.temperature = float(temperature)
+        self.register_buffer("prototypes", torch.zeros(num_classes, embed_dim))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(x) @ self.prototypes.T / self.temperature
+
+
+def _pretrained_trunk(name: str, backbone_spec: dict | None) -> tuple[torch.nn.Module, int]:
+    """A backbones-registry model (e.g. efficientnet_lite0, timm:<name> + weights_file), unfrozen,
+    re-normalising the ImageNet-normalised input to its own statistics (as `finetune` does)."""
+    from attribench.attributors import finetune
+
+    model = finetune.build({"backbone": name, "backbone_spec": backbone_spec or {}}, 1)
+    dim = model.head.in_features
+    model.head = torch.nn.Identity()
+    return model, dim
+
+
+@register("jiang_siamese")
+def build_jiang_siamese(spec: dict, num_classes: int) -> JiangSiamese:
+    """spec: either `model` (+ `model_kwargs`): a timm architecture from scratch, or `backbone`
+    (+ `backbone_spec`): a pretrained backbones-registry model (weights from local files only);
+    embed_dim (128), temperature (0.1, Eq. 1's tau and the prototype logits' scale). Training-only
+    keys (prompts_per_batch, loss_groups, contrast) are read by the supcon trainer."""
+    embed_dim = int(spec.get("embed_dim", 128))
+    if ("model" in spec) == ("backbone" in spec):
+        raise ValueError("jiang_siamese spec needs exactly one of `model` (timm, from scratch) or `backbone` (pretrained)")
+    if "model" in spec:
+        encoder = SiameseEncoder({"model": spec["model"], "model_kwargs": spec.get("model_kwargs")}, embed_dim)
+    else:
+        trunk, dim = _pretrained_trunk(spec["backbone"], spec.get("backbone_spec"))
+        encoder = SiameseEncoder(trunk, embed_dim, feature_dim=dim)
+    return JiangSiamese(encoder, embed_dim, num_classes, spec.get("temperature", 0.1))
+
+
+class JiangProbe(torch.nn.Module):
+    """A trained jiang_siamese encoder, frozen (no gradients, always in eval mode: its BatchNorm
+    statistics never move), and a linear head on its embedding."""
+
+    def __init__(self, encoder: JiangSiamese, embed_dim: int, num_classes: int):
+        super().__init__()
+        self.encoder = encoder.requires_grad_(False).eval()
+        self.head = torch.nn.Linear(embed_dim, num_classes)
+
+    def train(self, mode: bool = True) -> "JiangProbe":
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            emb = self.encoder.embed(x)
+        return self.head(emb)
+
+
+def load_encoder(run_dir) -> tuple[JiangSiamese, dict]:
+    """The jiang_siamese model of a trained encoder run (model.json + safetensors, never unpickled)."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    run_dir = Path(run_dir)
+    meta = json.loads((run_dir / "model.json").read_text())
+    if meta["attributor"] != "jiang_siamese":
+        raise ValueError(f"{run_dir} is a {meta['attributor']!r} run, not a jiang_siamese encoder")
+    model = build_jiang_siamese(meta["attributor_spec"], len(meta["classes"]))
+    model.load_state_dict(load_file(run_dir / "model.safetensors"), strict=True)
+    return model.eval(), meta
+
+
+@register("jiang_probe")
+def build_jiang_probe(spec: dict, num_classes: int) -> JiangProbe:
+    """spec: encoder_run (a jiang_siamese run directory; in params.yaml the experiment's name)."""
+    if "encoder_run" not in spec:
+        raise KeyError("jiang_probe spec needs encoder_run (the experiment that trained the encoder)")
+    encoder, meta = load_encoder(spec["encoder_run"])
+    return JiangProbe(encoder, int(meta["attributor_spec"].get("embed_dim", 128)), num_classes)
