@@ -25,6 +25,7 @@ include: "workflow/rules/render.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/postedit.smk"
+include: "workflow/rules/methods_ju_dfx.smk"
 
 
 # Custom generator rules: one file per generator that the registry's backends cannot express.

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from attribench.datasets import select
+from attribench.datasets import label_of, select
 from attribench.io import atomic_path
 from attribench.metrics import bootstrap_ci, classification_metrics, plot_confusion
 from attribench.shards import load_images
@@ -87,9 +87,11 @@ def _metrics_block(y_true, y_pred, classes, seed) -> dict:
             "n": int(len(y_true))}
 
 
-def _write_test_outputs(out_dir: Path, test: str, classes, image_ids, y_true, y_pred, probs) -> None:
+def _write_test_outputs(out_dir: Path, test: str, classes, image_ids, y_true, y_pred, probs, generators=None) -> None:
     labels = np.asarray(classes, dtype=object)
     preds = pd.DataFrame({"image_id": image_ids, "test_set": test, "true_label": labels[y_true], "pred_label": labels[y_pred]})
+    if generators is not None:  # a view with `labels`: the generator behind each label, for per-generator metrics
+        preds.insert(1, "generator", list(generators))
     preds = pd.concat([preds, pd.DataFrame(probs, columns=[f"p_{c}" for c in classes])], axis=1)
     with atomic_path(out_dir / f"predictions_{test}.parquet") as tmp:
         preds.to_parquet(tmp, index=False)
@@ -136,6 +138,12 @@ def predict_rows(cfg: dict, spec: dict, run_dir: str | Path, rows: pd.DataFrame)
     return predict(run_dir, [images[i] for i in rows["image_id"]], **extra)
 
 
+def _labelled(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows as train_run reads them (the class in `generator`): a view with `labels` hands over its
+    label; any other view is passed through untouched."""
+    return df.assign(generator=df["label"]) if "label" in df.columns else df
+
+
 def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | Path, threads: int | None = None) -> dict:
     from attribench.features import feature_inputs
     from attribench.train import train_run
@@ -145,10 +153,16 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
     index = pd.read_parquet(index_path)
     train_ds = select(index, spec["train"], spec["datasets"][spec["train"]], spec["seed"])
     tests = {t: select(index, t, spec["datasets"][t], spec["seed"]) for t in spec["test"]}
-    classes = sorted(train_ds["generator"].unique())
+    # Classes are the view's labels (`labels`: e.g. real / fake) or else its generators.
+    classes = sorted(label_of(train_ds).unique())
+    for t, ds in tests.items():
+        if ("label" in ds.columns) != ("label" in train_ds.columns):
+            raise ValueError(f"experiments.{name}: train view '{spec['train']}' and test view '{t}' must both "
+                             "have `labels` or both not (their classes would not match)")
     primary = spec["test"][0]
-    run_index = pd.concat([train_ds[train_ds["split"] != "test"], tests[primary][tests[primary]["split"] == "test"]])
-    test_rows = {t: ds[(ds["split"] == "test") & ds["generator"].isin(classes)] for t, ds in tests.items()}
+    run_index = pd.concat([_labelled(train_ds[train_ds["split"] != "test"]),
+                           _labelled(tests[primary][tests[primary]["split"] == "test"])])
+    test_rows = {t: ds[(ds["split"] == "test") & label_of(ds).isin(classes)] for t, ds in tests.items()}
 
     # Frozen-backbone attributors train on cached feature vectors (computed once per image); image
     # models "with text" (kind *_text) train on images plus the cached prompt embedding.
@@ -185,10 +199,11 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
     blocks = {}
     for test, rows in test_rows.items():
         probs = predict_rows(cfg, spec, out_dir, rows)
-        y_true = np.array([classes.index(g) for g in rows["generator"]])
+        y_true = np.array([classes.index(g) for g in label_of(rows)])
         y_pred = probs.argmax(1)
         blocks[test] = _metrics_block(y_true, y_pred, classes, spec["seed"])
-        _write_test_outputs(out_dir, test, classes, list(rows["image_id"]), y_true, y_pred, probs)
+        generators = rows["generator"] if "label" in rows.columns else None
+        _write_test_outputs(out_dir, test, classes, list(rows["image_id"]), y_true, y_pred, probs, generators)
 
     metrics = {
         "experiment": name, "profile": cfg["profile"], "attributor": spec["attributor_name"],

@@ -67,3 +67,10 @@ def edit_inputs(wc):
     tool = P["post_editing"]["tools"][wc.tool]
     model = zoo_dir_for({"backend": "diffusers", **tool.get("transform", {})})
     return {"index": f"{DATA}/dataset/index.parquet", **({"model": model} if model else {})}
+
+
+def report_runs(block):
+    """The experiments a report block names (single names and lists), each a train-rule target."""
+    b = P[block]
+    names = [b[k] for k in ("detector", "attribution", "heldout", "experiment") if k in b] + list(b.get("bases", []))
+    return [f"results/runs/{e}/metrics.json" for e in names]
