@@ -27,6 +27,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/postedit.smk"
 include: "workflow/rules/methods_table.smk"
 include: "workflow/rules/methods_jiang.smk"
+include: "workflow/rules/methods_ju_dfx.smk"
 
 
 # Custom generator rules: one file per generator that the registry's backends cannot express.

@@ -125,6 +125,16 @@ def cmd_jiang_pairs(args, cfg):
     from attribench.methods.jiang_eval import write_jiang_pairs
 
     write_jiang_pairs(cfg, args.index, args.csv, args.png)
+def cmd_ju_detection(args, cfg):
+    from attribench.method_tables import ju_detection
+
+    ju_detection(cfg, args.index, args.csv, args.png)
+
+
+def cmd_deepfeaturex_table(args, cfg):
+    from attribench.method_tables import deepfeaturex_table
+
+    deepfeaturex_table(cfg, args.index, args.csv, args.png)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--index", required=True)
     sp.add_argument("--csv", required=True)
     sp.add_argument("--png", required=True)
+    for name, fn, help_ in (("ju-detection", cmd_ju_detection, "Ju et al.: real-vs-fake AP per family, mAP, global AP, blur/JPEG robustness"),
+                            ("deepfeaturex-table", cmd_deepfeaturex_table, "DeepFeatureX: base models, 3-class + binary, JPEG QF robustness")):
+        sp = add(name, fn, help_)
+        sp.add_argument("--index", required=True)
+        sp.add_argument("--csv", required=True)
+        sp.add_argument("--png", required=True)
     sp = add("figure", cmd_figure, "aggregate experiment runs into a benchmark figure (CSV + PNG)")
     sp.add_argument("--name", required=True)
     sp.add_argument("--csv", required=True)

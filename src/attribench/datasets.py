@@ -5,6 +5,14 @@ A spec filters the index (classes, prompt sources) and either takes the split's 
 counts, each source contributes an equal share, so "train on both" has the same total as "train on
 one" (Xu et al. Table 2). Selection is seeded by the dataset name: a test set is the same images in
 every experiment that uses it.
+
+`labels` maps the classes an experiment trains on to generators or families, e.g. real vs fake
+`{real: [real], fake: "*"}` ("*": every generator no other class names) or DeepFeatureX's
+`{dm: "*", gan: [gan], real: [real]}`. The view then carries a `label` column next to the
+untouched `generator` (provenance, per-generator metrics); views without `labels` have no `label`
+column and behave exactly as before. `one_vs_rest: {positive: dm, ratio: 0.9}` (with `labels`)
+keeps DeepFeatureX's unbalanced base-model subset of each split: `label` is the positive class or
+"others", exactly ratio : 1 - ratio (methods.deepfeaturex.base_model_subsets).
 """
 
 from __future__ import annotations
@@ -21,8 +29,47 @@ def _seed(name: str, base: int) -> int:
     return base + int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big")
 
 
+ANY = "*"
+OTHERS = "others"
+
+
+def label_of(df: pd.DataFrame) -> pd.Series:
+    """The class of each row: `label` in a view with `labels`, else the generator."""
+    return df["label"] if "label" in df.columns else df["generator"]
+
+
+def label_map(index: pd.DataFrame, name: str, labels: dict) -> dict[str, str]:
+    """{generator: class} for a `labels` spec: each class lists generator or family names, or "*"
+    (all generators no other class lists). A name that matches nothing in the index, a generator two
+    classes claim, or two "*" classes are errors; generators no class takes are left out."""
+    pairs = index[["generator", "family"]].drop_duplicates()
+    family = dict(zip(pairs["generator"], pairs["family"]))
+    wild = [c for c, v in labels.items() if v == ANY]
+    if len(wild) > 1:
+        raise ValueError(f"datasets.{name}.labels: only one class may be '{ANY}', got {wild}")
+    if OTHERS in labels:
+        raise ValueError(f"datasets.{name}.labels: '{OTHERS}' is reserved for one_vs_rest")
+    out: dict[str, str] = {}
+    for cls, names in labels.items():
+        if names == ANY:
+            continue
+        for n in names:
+            hits = [g for g in family if g == n or family[g] == n]
+            if not hits:
+                raise KeyError(f"datasets.{name}.labels.{cls}: '{n}' is no generator or family in the index")
+            for g in hits:
+                if out.get(g, cls) != cls:
+                    raise ValueError(f"datasets.{name}.labels: generator {g} is in both {out[g]} and {cls}")
+                out[g] = cls
+    if wild:
+        out.update({g: wild[0] for g in family if g not in out})
+    return out
+
+
 def select(index: pd.DataFrame, name: str, spec: dict, seed: int = 0) -> pd.DataFrame:
     df = index
+    if spec.get("one_vs_rest") and not spec.get("labels"):
+        raise ValueError(f"datasets.{name}.one_vs_rest needs `labels` (which generators make each class)")
     if spec.get("classes"):
         unknown = set(spec["classes"]) - set(index["generator"])
         if unknown:
@@ -50,9 +97,26 @@ def select(index: pd.DataFrame, name: str, spec: dict, seed: int = 0) -> pd.Data
         out = pd.concat(picks) if picks else df.iloc[:0]
     if spec.get("train_per_class"):  # training-size curves (Xu et al. Fig. 3 right): fewer train images
         out = _cap_train(out, spec["train_per_class"], _seed(name, seed))
+    if spec.get("labels"):
+        mapping = label_map(index, name, spec["labels"])
+        out = out[out["generator"].isin(mapping)].assign(label=lambda d: d["generator"].map(mapping))
+        if spec.get("one_vs_rest"):
+            out = _one_vs_rest(out, name, spec["one_vs_rest"], seed)
     if out.empty:
         raise ValueError(f"dataset '{name}' selects no images")
     return out.sort_values(["generator", "split", "image_id"]).reset_index(drop=True)
+
+
+def _one_vs_rest(df: pd.DataFrame, name: str, spec: dict, seed: int) -> pd.DataFrame:
+    from attribench.methods.deepfeaturex import base_model_subsets
+
+    positive, classes = spec["positive"], sorted(df["label"].unique())
+    if positive not in classes:
+        raise KeyError(f"datasets.{name}.one_vs_rest.positive: '{positive}' is not a class of labels ({classes})")
+    group_of = dict(zip(df["generator"], df["label"]))
+    sub = base_model_subsets(df.drop(columns="label"), group_of, ratio=spec.get("ratio", 0.9), seed=seed,
+                             groups=classes, only=positive)[positive]
+    return sub.assign(label=sub["generator"], generator=sub["orig_generator"]).drop(columns="orig_generator")
 
 
 def _cap_train(df: pd.DataFrame, per_class: int, seed: int) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from attribench.datasets import select
+from attribench.datasets import label_of, select
 from attribench.io import atomic_path
 from attribench.metrics import bootstrap_ci, classification_metrics, plot_confusion
 from attribench.shards import load_images
@@ -131,8 +131,10 @@ def real_vs_fake(rows: pd.DataFrame, probs: np.ndarray, classes: list[str], real
 def _write_test_outputs(out_dir: Path, test: str, classes, rows: pd.DataFrame, known: np.ndarray, probs) -> None:
     labels = np.asarray(classes, dtype=object)
     y_pred = probs.argmax(1)
-    preds = pd.DataFrame({"image_id": rows["image_id"].to_numpy(), "test_set": test, "true_label": rows["generator"].to_numpy(),
+    preds = pd.DataFrame({"image_id": rows["image_id"].to_numpy(), "test_set": test, "true_label": label_of(rows).to_numpy(),
                           "pred_label": labels[y_pred]})
+    if "label" in rows.columns:  # a view with `labels`: the generator behind each label, for per-generator metrics
+        preds.insert(1, "generator", rows["generator"].to_numpy())
     if "source" in rows:
         preds["source"] = rows["source"].to_numpy()
     preds = pd.concat([preds, pd.DataFrame(probs, columns=[f"p_{c}" for c in classes])], axis=1)
@@ -183,6 +185,12 @@ def predict_rows(cfg: dict, spec: dict, run_dir: str | Path, rows: pd.DataFrame)
     return predict(run_dir, [images[i] for i in rows["image_id"]], **extra)
 
 
+def _labelled(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows as train_run reads them (the class in `generator`): a view with `labels` hands over its
+    label; any other view is passed through untouched."""
+    return df.assign(generator=df["label"]) if "label" in df.columns else df
+
+
 def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | Path, threads: int | None = None) -> dict:
     from attribench.features import feature_inputs
     from attribench.trainers import trainer_for
@@ -192,14 +200,20 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
     index = pd.read_parquet(index_path)
     train_ds = select(index, spec["train"], spec["datasets"][spec["train"]], spec["seed"])
     tests = {t: select(index, t, spec["datasets"][t], spec["seed"]) for t in spec["test"]}
-    classes = sorted(train_ds["generator"].unique())
+    # Classes are the view's labels (`labels`: e.g. real / fake) or else its generators.
+    classes = sorted(label_of(train_ds).unique())
+    for t, ds in tests.items():
+        if ("label" in ds.columns) != ("label" in train_ds.columns):
+            raise ValueError(f"experiments.{name}: train view '{spec['train']}' and test view '{t}' must both "
+                             "have `labels` or both not (their classes would not match)")
     primary = spec["test"][0]
     primary_test = tests[primary][tests[primary]["split"] == "test"]
-    run_index = pd.concat([train_ds[train_ds["split"] != "test"], primary_test[primary_test["generator"].isin(classes)]])
+    run_index = pd.concat([_labelled(train_ds[train_ds["split"] != "test"]),
+                           _labelled(primary_test[label_of(primary_test).isin(classes)])])
     # Test sets may hold classes the run never saw (held-out generators): they get predictions and
     # count in real-vs-fake AP, while accuracy and the confusion matrix cover the known classes.
     test_rows = {t: ds[ds["split"] == "test"] for t, ds in tests.items()}
-    real_classes = sorted(set(train_ds.loc[train_ds["source"] == "real", "generator"])) if "source" in train_ds else []
+    real_classes = sorted(set(label_of(train_ds)[train_ds["source"] == "real"])) if "source" in train_ds else []
     if spec.get("transform"):
         from attribench.derived_datasets import derived_view
 
@@ -251,8 +265,8 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
     blocks = {}
     for test, rows in test_rows.items():
         probs = predict_rows(cfg, spec, out_dir, rows)
-        known = rows["generator"].isin(classes).to_numpy()
-        y_true = np.array([classes.index(g) for g in rows["generator"][known]])
+        known = label_of(rows).isin(classes).to_numpy()
+        y_true = np.array([classes.index(g) for g in label_of(rows)[known]])
         y_pred = probs.argmax(1)
         blocks[test] = _metrics_block(y_true, y_pred[known], classes, spec["seed"]) if known.any() else {"n": 0}
         blocks[test]["n_unseen_class"] = int((~known).sum())

@@ -4,6 +4,9 @@ Train: resize the short side to `input_size` (bicubic, antialiased), centre-crop
 horizontally with p=0.5. Eval: resize + centre-crop only. Both normalise with ImageNet statistics.
 The resize + crop is deterministic, so it is done once at load time and kept as uint8: training
 then never decodes or resizes again (it would be input-bound on CPU), and only the flip is random.
+A training dataset may take an augmentation hook (hooks.py, e.g. Ju et al.'s blur + JPEG): it is
+drawn per (seed, epoch, image) and applied to the decoded image at its own size, before the resize
+(so the encoded bytes are kept for the images it fires on); images it leaves alone use the cache.
 An image dataset may also carry one text vector per image (its prompt's embedding, app. B "image
 attributors with text prompts"); items are then (image, text vector, label), the text as it is.
 """
@@ -25,11 +28,20 @@ IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
 
 
-def resize_crop(data: bytes, size: int) -> torch.Tensor:
-    """Encoded image -> uint8 (3, size, size): short side to `size`, bicubic + antialias, centre crop."""
-    pixels = torch.from_numpy(np.array(decode(data))).permute(2, 0, 1).contiguous()
+def decode_pixels(data: bytes) -> torch.Tensor:
+    """Encoded image -> uint8 (3, H, W) at its own size."""
+    return torch.from_numpy(np.array(decode(data))).permute(2, 0, 1).contiguous()
+
+
+def resize_crop_pixels(pixels: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (3, H, W) -> uint8 (3, size, size): short side to `size`, bicubic + antialias, centre crop."""
     pixels = TF.resize(pixels, [size], interpolation=InterpolationMode.BICUBIC, antialias=True)
     return TF.center_crop(pixels, [size, size])
+
+
+def resize_crop(data: bytes, size: int) -> torch.Tensor:
+    """Encoded image -> uint8 (3, size, size): short side to `size`, bicubic + antialias, centre crop."""
+    return resize_crop_pixels(decode_pixels(data), size)
 
 
 def normalise(pixels: torch.Tensor) -> torch.Tensor:
@@ -50,6 +62,7 @@ class ImageDataset(Dataset):
         seed: int = 0,
         image_ids: Sequence[str] | None = None,
         text: torch.Tensor | None = None,
+        augment=None,
     ):
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -67,12 +80,29 @@ class ImageDataset(Dataset):
         )
         # Own generator: flips depend only on the seed and the order items are requested in.
         self.flip_rng = torch.Generator().manual_seed(seed)
+        # Augmentation hook (training only): draws from its own per-(seed, epoch, item) stream, so the
+        # flip stream, and any run without augmentation, is exactly what it was.
+        self.augment = augment if train else None
+        self.encoded = list(images) if self.augment is not None else None
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The training loop calls this before each epoch: augmentation draws depend on it."""
+        self.epoch = int(epoch)
+
+    def train_pixels(self, i: int) -> torch.Tensor:
+        """Item i's uint8 training image before the flip: augmented (then resized) or the cached one."""
+        if self.augment is not None:
+            op = self.augment(np.random.default_rng([self.seed, self.epoch, i]))
+            if op is not None:
+                return resize_crop_pixels(op(decode_pixels(self.encoded[i])), self.input_size)
+        return self.pixels[i]
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
-        pixels = self.pixels[i]
+        pixels = self.train_pixels(i) if self.train else self.pixels[i]
         if self.train and torch.rand((), generator=self.flip_rng).item() < 0.5:
             pixels = pixels.flip(-1)
         if self.text is not None:
@@ -88,9 +118,11 @@ def index_dataset(
     train: bool,
     seed: int = 0,
     text_inputs: dict[str, torch.Tensor] | None = None,
+    augment=None,
 ) -> ImageDataset:
     """Dataset over the rows of `index` (in row order); labels are positions in `classes`.
-    text_inputs: {image_id: 1-D text vector} to carry alongside each image."""
+    text_inputs: {image_id: 1-D text vector} to carry alongside each image; augment: a hook's
+    draw(rng) (hooks.make_augmentation), used only when train is True."""
     class_idx = {c: i for i, c in enumerate(classes)}
     ids = index["image_id"].tolist()
     return ImageDataset(
@@ -101,6 +133,7 @@ def index_dataset(
         seed,
         image_ids=ids,
         text=_stack(ids, text_inputs, "text vector") if text_inputs is not None else None,
+        augment=augment,
     )
 
 

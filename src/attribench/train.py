@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from attribench.attributors import build_attributor
+from attribench.hooks import make_augmentation, make_loss
 from attribench.imagedata import index_dataset, normalise, resize_crop, vector_dataset
 from attribench.io import atomic_path
 from attribench.metrics import bootstrap_ci, classification_metrics, plot_confusion
@@ -40,7 +41,8 @@ REQUIRED = ("attributor", "attributor_spec", "input_size", "epochs", "classes")
 REQUIRED_FEATURES = ("attributor", "attributor_spec", "epochs", "classes")  # no pixels, no input size
 # Paper values (app. B) for everything a spec leaves out; epochs stay required (paper: 2000).
 DEFAULTS = {"batch_size": 128, "lr": 2e-4, "weight_decay": 0.05, "warmup_epochs": 20,
-            "min_lr": 1e-5, "seed": 0, "num_threads": None, "device": "cpu"}
+            "min_lr": 1e-5, "seed": 0, "num_threads": None, "device": "cpu",
+            "augment": None, "loss": "ce"}  # hooks.py: training-image augmentation, loss
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, lr: float, min_lr: float) -> float:
@@ -233,7 +235,8 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log, inputs: dict[str
     val_t = test_t = None  # text vectors row-aligned with val_x / test_x, for runs with text
     if inputs is None:
         images = load_images(kept)
-        train_ds = index_dataset(parts["train"], images, classes, size, train=True, seed=seed, text_inputs=text_inputs)
+        train_ds = index_dataset(parts["train"], images, classes, size, train=True, seed=seed, text_inputs=text_inputs,
+                                 augment=make_augmentation(spec["augment"]))
         val_ds = index_dataset(parts["val"], images, classes, size, train=False, text_inputs=text_inputs)
         test_ds = index_dataset(parts["test"], images, classes, size, train=False, text_inputs=text_inputs)
         del images
@@ -245,6 +248,8 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log, inputs: dict[str
             example, what = (*example, torch.zeros(1, text_dim)), f"{what} + {text_dim}-d text"
             extra_meta = {"text": True, "text_dim": text_dim, "text_spec": spec.get("text_spec")}
     else:
+        if spec["augment"]:
+            raise ValueError("augment acts on training images; this run trains on precomputed vectors")
         train_ds, val_ds, test_ds = (vector_dataset(parts[s], inputs, classes) for s in ("train", "val", "test"))
         val_x, test_x, prepare = val_ds.vectors, test_ds.vectors, _as_float
         dim = train_ds.vectors.shape[1]
@@ -257,6 +262,13 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log, inputs: dict[str
     _check_input(model, example, what, spec["attributor_spec"], device)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"attributor {spec['attributor']} {json.dumps(spec['attributor_spec'])}: {n_params} parameters")
+    # Only trainable parameters are optimised: frozen parts (e.g. DeepFeatureX's base models) stay put.
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if n_trainable < n_params:
+        log(f"{n_trainable} of {n_params} parameters are trainable (the rest frozen)")
+    loss_fn = make_loss(spec["loss"], train_ds.labels, len(classes))
+    if spec["loss"] != "ce" or spec["augment"]:
+        log(f"loss {spec['loss']}, augment {json.dumps(spec['augment'])}")
     opt = torch.optim.AdamW(_param_groups(model, spec["weight_decay"]), lr=spec["lr"])
     bs = int(spec["batch_size"])
     loader = DataLoader(
@@ -272,6 +284,8 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log, inputs: dict[str
     step, step_seconds, seen_total, t_start = 0, 0.0, 0, time.perf_counter()
     bar = tqdm(range(1, epochs + 1), desc="train", unit="epoch", dynamic_ncols=True)
     for epoch in bar:
+        if hasattr(train_ds, "set_epoch"):
+            train_ds.set_epoch(epoch)  # augmentation draws are seeded per (seed, epoch, image)
         model.train()
         loss_sum, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
         for *xs, y in loader:  # (x, y), or (pixels, text, y) with text_inputs
@@ -280,7 +294,7 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log, inputs: dict[str
                 group["lr"] = lr
             xs, y = [x.to(device) for x in xs], y.to(device)
             logits = model(*xs)
-            loss = F.cross_entropy(logits, y)
+            loss = loss_fn(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

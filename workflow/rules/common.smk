@@ -105,3 +105,8 @@ def jiang_pairs_inputs(wc):
     if (spec.get("regenerate") or {}).get("queries_per_class", 0):
         inputs["zoo"] = sorted({z for g in suspects_of(P) if (z := zoo_dir_for(gen_spec(g)))})
     return inputs
+def report_runs(block):
+    """The experiments a report block names (single names and lists), each a train-rule target."""
+    b = P[block]
+    names = [b[k] for k in ("detector", "attribution", "heldout", "experiment") if k in b] + list(b.get("bases", []))
+    return [f"results/runs/{e}/metrics.json" for e in names]

@@ -17,6 +17,7 @@ import timm
 import torch
 
 from attribench.attributors.registry import register
+from attribench.hooks import register_loss
 
 GROUPS = ("dm", "gan", "real")
 
@@ -30,7 +31,8 @@ def _subset(df: pd.DataFrame, group: str, a: int, b: int, rng) -> pd.DataFrame:
     return pd.concat([focus.iloc[take_f].assign(generator=group), pool.iloc[take_o].assign(generator="others")])
 
 
-def base_model_subsets(index_df: pd.DataFrame, group_of: dict, ratio: float = 0.9, seed: int = 0) -> dict[str, pd.DataFrame]:
+def base_model_subsets(index_df: pd.DataFrame, group_of: dict, ratio: float = 0.9, seed: int = 0,
+                       groups: Sequence[str] = GROUPS, only: str | None = None) -> dict[str, pd.DataFrame]:
     """For each base model c in (dm, gan, real), the binary training set of sec. 4.1: the
     predominant class c is the 90 side, "others" (images drawn at random from the two remaining
     classes, pooled) the 10 side: "unbalanced with respect to each of the classes following a 90:10
@@ -40,20 +42,25 @@ def base_model_subsets(index_df: pd.DataFrame, group_of: dict, ratio: float = 0.
     Rows keep their columns; `generator` becomes the binary label (c or "others", so the frame feeds
     train_run(classes=[c, "others"]) directly) and the original is kept in `orig_generator`. With a
     `split` column each split is subset on its own (train, val and test all 90:10). Deterministic:
-    rows are ordered by image_id and drawn with a generator seeded by (seed, base model, split)."""
+    rows are ordered by image_id and drawn with a generator seeded by (seed, base model, split).
+    `groups`: the classes (default dm, gan, real); `only`: build just that base model's subset (a
+    dataset view with `one_vs_rest`), drawn exactly as it is among all three."""
     frac = Fraction(ratio).limit_denominator(1000)
     a, b = frac.numerator, frac.denominator - frac.numerator  # 0.9 -> 9 focus : 1 other
     unknown = set(index_df["generator"]) - set(group_of)
     if unknown:
         raise KeyError(f"group_of has no group for generator(s) {sorted(unknown)}")
-    bad = set(group_of.values()) - set(GROUPS)
+    groups = tuple(groups)
+    bad = set(group_of.values()) - set(groups)
     if bad:
-        raise ValueError(f"groups must be among {GROUPS}; got {sorted(bad)}")
+        raise ValueError(f"groups must be among {groups}; got {sorted(bad)}")
     df = index_df.sort_values("image_id").assign(orig_generator=index_df["generator"],
                                                   _group=index_df["generator"].map(group_of))
     parts = list(df.groupby("split", sort=True)) if "split" in df.columns else [(None, df)]
     out = {}
-    for gi, group in enumerate(GROUPS):
+    for gi, group in enumerate(groups):
+        if only is not None and group != only:
+            continue
         subsets = [_subset(rows, group, a, b, np.random.default_rng([seed, gi, si]))
                    for si, (_, rows) in enumerate(parts)]
         out[group] = pd.concat(subsets).drop(columns="_group").reset_index(drop=True)
@@ -108,7 +115,14 @@ def _base(spec: dict, run_dir: str | None) -> torch.nn.Module:
         from attribench.train import load_model  # lazy: train imports the attributor registry
 
         model, _ = load_model(run_dir)
-        model.reset_classifier(0)
+        if hasattr(model, "reset_classifier"):  # a timm_scratch run
+            model.reset_classifier(0)
+        elif isinstance(getattr(model, "head", None), torch.nn.Linear) and hasattr(model, "backbone"):
+            # a `finetune` run (pretrained backbone + linear head, e.g. the paper's ImageNet DenseNet)
+            model.num_features = model.head.in_features
+            model.head = torch.nn.Identity()
+        else:
+            raise ValueError(f"{run_dir}: cannot remove the classifier of a {type(model).__name__}")
         return model
     kwargs = dict(spec.get("model_kwargs") or {})
     if kwargs.pop("pretrained", False):
@@ -141,3 +155,13 @@ def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: 
     whose mean divides by sum_i w_{y_i}; the two differ only by a per-batch scale."""
     logp = torch.log_softmax(logits, 1).gather(1, labels[:, None])[:, 0]
     return -(weights.to(logits)[labels] * logp).mean()
+
+
+@register_loss("weighted_ce")
+def weighted_ce_loss(train_labels, num_classes: int):
+    """Training hook (`training.loss: weighted_ce`): Eq. 1 with w_c = 1 / (#training images of c),
+    counted once on the run's training labels."""
+    weights = class_weights(train_labels, num_classes)
+    loss = lambda logits, y: weighted_cross_entropy(logits, y, weights)  # noqa: E731
+    loss.weights = weights
+    return loss

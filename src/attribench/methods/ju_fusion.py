@@ -15,10 +15,11 @@ import numpy as np
 import timm
 import torch
 from PIL import Image
-from scipy.ndimage import gaussian_filter
 from torchvision.ops import roi_align
 
 from attribench.attributors.registry import register
+from attribench.hooks import register_augmentation
+from attribench.transforms.perturb import blur_sigma
 
 
 def _iou(boxes: torch.Tensor) -> torch.Tensor:
@@ -143,16 +144,32 @@ def ju_augment_params(rng: np.random.Generator, p: float = 0.1) -> dict:
     return {"sigma": sigma, "quality": quality}
 
 
-def ju_augment(image: torch.Tensor, rng: np.random.Generator, p: float = 0.1) -> torch.Tensor:
-    """uint8 (3, H, W) -> uint8 (3, H, W): Gaussian blur then a real JPEG round trip (Pillow), each
-    with probability p; applied before resizing (sec. 4.2). Deterministic given the rng state."""
-    params = ju_augment_params(rng, p)
+def apply_ju_params(image: torch.Tensor, params: dict) -> torch.Tensor:
+    """uint8 (3, H, W) -> uint8 (3, H, W): Gaussian blur of params["sigma"] then a real JPEG round
+    trip (Pillow) at params["quality"]; a None skips that op."""
     arr = image.permute(1, 2, 0).numpy()
     if params["sigma"] is not None:
-        arr = gaussian_filter(arr.astype(np.float32), sigma=(params["sigma"], params["sigma"], 0))
-        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        arr = blur_sigma(arr, params["sigma"])
     if params["quality"] is not None:
         buf = io.BytesIO()
         Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="JPEG", quality=params["quality"])
         arr = np.array(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
+
+
+def ju_augment(image: torch.Tensor, rng: np.random.Generator, p: float = 0.1) -> torch.Tensor:
+    """uint8 (3, H, W) -> uint8 (3, H, W): Gaussian blur then a real JPEG round trip (Pillow), each
+    with probability p; applied before resizing (sec. 4.2). Deterministic given the rng state."""
+    return apply_ju_params(image, ju_augment_params(rng, p))
+
+
+@register_augmentation("ju")
+def ju_augmentation(p: float = 0.1):
+    """Training hook (`training.augment: {name: ju, p: 0.1}`): draw(rng) -> the op ju_augment would
+    apply with that rng, or None when neither coin fires (the image is then left as it is)."""
+    def draw(rng: np.random.Generator):
+        params = ju_augment_params(rng, p)
+        if params["sigma"] is None and params["quality"] is None:
+            return None
+        return lambda image: apply_ju_params(image, params)
+    return draw

@@ -37,6 +37,26 @@ def gaussian_blur(images: np.ndarray, meta: BatchMeta, *, radius: int, sigma_rat
     return to_uint8(kornia.filters.gaussian_blur2d(to_float(images), (k, k), (sigma, sigma), border_type="reflect"))
 
 
+def blur_sigma(image: np.ndarray, sigma: float) -> np.ndarray:
+    """uint8 (H, W, 3) -> uint8: scipy's Gaussian filter of standard deviation `sigma` per channel
+    (truncated at 4 sigma, reflect borders), rounded. Ju et al.'s blur: their training augmentation
+    (methods.ju_fusion.ju_augment) and their Fig. 3 test axis are both given as sigma."""
+    from scipy.ndimage import gaussian_filter
+
+    if sigma <= 0:
+        return np.ascontiguousarray(image)
+    out = gaussian_filter(image.astype(np.float32), sigma=(float(sigma), float(sigma), 0))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+@register("gaussian_blur_sigma", kind="perturbation")
+def gaussian_blur_sigma(images: np.ndarray, meta: BatchMeta, *, sigma: float) -> np.ndarray:
+    """Gaussian blur given by its sigma (Ju et al. 2022 Fig. 3, sigma 0..3), the same op as their
+    training augmentation; sigma 0 leaves the images as they are. (`gaussian_blur` takes Xu et al.'s
+    kernel radius instead.)"""
+    return np.stack([blur_sigma(img, sigma) for img in images]) if len(images) else images
+
+
 @register("bilateral", kind="perturbation")
 def bilateral(images: np.ndarray, meta: BatchMeta, *, diameter: int, sigma_color: float = 0.1,
               space_ratio: float = 0.5) -> np.ndarray:
