@@ -206,17 +206,18 @@ def _plot_ju(df: pd.DataFrame, block: dict, path: str | Path) -> None:
     keys = fams + ["mAP", "global"]
     width = 0.8 / len(bars)
     for i, (name, d) in enumerate(bars):
-        vals, errs, hatches = [], [], []
+        vals, lo_err, hi_err, hatches = [], [], [], []
         for k in keys:
             m = "map" if k == "mAP" else "global_ap" if k == "global" else "ap"
             sel = d[(d.family == k) & (d.metric == m)]
             if k in ("mAP", "global") and name == "trained on seen":
                 sel = sel[sel.generators == "held-out"]  # the held-out numbers are the point here
             vals.append(100 * sel.value.iloc[0] if len(sel) else np.nan)
-            errs.append(100 * (sel.value.iloc[0] - sel.ci95_lo.iloc[0]) if len(sel) else 0)
+            lo_err.append(100 * (sel.value.iloc[0] - sel.ci95_lo.iloc[0]) if len(sel) else 0)
+            hi_err.append(100 * (sel.ci95_hi.iloc[0] - sel.value.iloc[0]) if len(sel) else 0)
             hatches.append("//" if len(sel) and sel.generators.iloc[0] == "held-out" else "")
         x = np.arange(len(keys)) + (i - (len(bars) - 1) / 2) * width
-        rects = ax.bar(x, vals, width, yerr=errs, capsize=2, label=name)
+        rects = ax.bar(x, vals, width, yerr=[lo_err, hi_err], capsize=2, label=name)
         for r, h in zip(rects, hatches):
             r.set_hatch(h)
     ax.set_xticks(range(len(keys)), keys, rotation=30, ha="right", fontsize=8)
@@ -248,7 +249,7 @@ def _plot_ju(df: pd.DataFrame, block: dict, path: str | Path) -> None:
         ax.set_ylim(0, 105)
         ax.set_title(f"robustness: {xlabel}", fontsize=9)
         ax.legend(fontsize=7)
-    fig.suptitle(f"Ju et al. global+local detection: {det.attributor.iloc[0]} ({det.profile.iloc[0]})", fontsize=9)
+    fig.suptitle(f"real-vs-fake detection: {det.attributor.iloc[0]} ({det.profile.iloc[0]})", fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -343,7 +344,8 @@ def _plot_dfx(df: pd.DataFrame, path: str | Path) -> None:
         v = 100 * np.r_[clean.value.to_numpy(), jp.value.to_numpy()]
         lo = 100 * np.r_[clean.ci95_lo.to_numpy(), jp.ci95_lo.to_numpy()]
         hi = 100 * np.r_[clean.ci95_hi.to_numpy(), jp.ci95_hi.to_numpy()]
-        ax.errorbar(x, v, yerr=[v - lo, hi - v], marker="o", capsize=3, label=task)
+        ax.errorbar(x, v, yerr=[v - lo, hi - v], marker="s" if task.startswith("binary") else "o", capsize=3, label=task,
+                    ls="--" if task.startswith("binary") else "-", mfc="none" if task.startswith("binary") else None)
     ax.invert_xaxis()
     ax.set_xlabel("JPEG quality (101 = raw)")
     ax.set_ylabel("test accuracy (%)")
