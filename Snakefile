@@ -25,6 +25,7 @@ include: "workflow/rules/render.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/postedit.smk"
+include: "workflow/rules/studies.smk"
 
 
 # Custom generator rules: one file per generator that the registry's backends cannot express.
@@ -40,4 +41,5 @@ rule all:
         expand("results/{table}.csv", table=sorted(P["tables"])),
         "results/table4.csv",
         "results/robustness.csv",
+        "results/table3_confusion.png",
     default_target: True

@@ -35,11 +35,28 @@ def experiment_spec(cfg: dict, name: str) -> dict:
     for ds in [exp["train"], *tests]:
         if ds not in cfg["datasets"]:
             raise KeyError(f"experiments.{name}: dataset '{ds}' is not in datasets")
-    return {
+    spec = {
         "name": name, "attributor_name": att_name, "attributor": attributor, "training": training,
         "train": exp["train"], "test": tests, "datasets": {d: cfg["datasets"][d] for d in {exp["train"], *tests}},
         "seed": cfg["split"]["seed"],
     }
+    if exp.get("study"):  # a hyperparameter study: its own split index and classes (Table 3)
+        from attribench.studies import describe, studies
+
+        if exp["study"] not in studies(cfg):
+            raise KeyError(f"experiments.{name}.study: '{exp['study']}' is not in hyperparameter_studies")
+        spec["study"] = describe(cfg, exp["study"])  # only when set: other runs keep their params hash
+    return spec
+
+
+def experiment_index(cfg: dict, name: str) -> str:
+    """The split index an experiment reads: the benchmark's, or its hyperparameter study's."""
+    study = cfg["experiments"][name].get("study") if name in cfg["experiments"] else None
+    if study:
+        from attribench.studies import index_path
+
+        return index_path(cfg, study)
+    return f"data/{cfg['profile']}/dataset/index.parquet"
 
 
 def describe_model(attributor: dict) -> str:
@@ -174,6 +191,8 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
         "train_images_per_second": summary["train_images_per_second"], "n_parameters": summary["n_parameters"],
         "test": blocks,
     }
+    if spec.get("study"):
+        metrics["study"] = spec["study"]
     with atomic_path(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

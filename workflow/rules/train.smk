@@ -2,7 +2,8 @@
 # trains only what table 2 needs.
 rule train:
     input:
-        index=f"{DATA}/dataset/index.parquet",
+        # the benchmark index, or a hyperparameter study's own index (experiment key `study`)
+        index=lambda wc: experiment_index(P, wc.experiment),
     output:
         metrics="results/runs/{experiment}/metrics.json",
         model="results/runs/{experiment}/model.safetensors",
@@ -33,7 +34,7 @@ rule table:
     params:
         cfg=CFG,
     wildcard_constraints:
-        table="|".join(sorted(t for t in P["tables"] if t.startswith("table"))),
+        table="|".join(sorted(t for t in P["tables"] if t.startswith("table") and t not in TABLES_WITH_OWN_RULE)),
     conda:
         ENV
     log:
