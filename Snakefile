@@ -28,6 +28,7 @@ include: "workflow/rules/postedit.smk"
 include: "workflow/rules/methods_table.smk"
 include: "workflow/rules/methods_jiang.smk"
 include: "workflow/rules/methods_ju_dfx.smk"
+include: "workflow/rules/studies.smk"
 
 
 # Custom generator rules: one file per generator that the registry's backends cannot express.
@@ -44,4 +45,5 @@ rule all:
         "results/table4.csv",
         "results/robustness.csv",
         "results/methods.csv",
+        "results/table3_confusion.png",
     default_target: True

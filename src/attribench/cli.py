@@ -37,7 +37,9 @@ def cmd_build_zoo(args, cfg):
     spec = cfg["zoo"].get(args.name)
     if spec is None:
         raise KeyError(f"zoo model '{args.name}' is not in params (known: {sorted(cfg['zoo'])})")
-    save_zoo_model(spec["family"], args.out, seed=spec.get("seed", 0), resolution=spec.get("resolution", 64))
+    resume = str(Path(args.out).parent / spec["resume_from"]) if spec.get("resume_from") else None
+    save_zoo_model(spec["family"], args.out, seed=spec.get("seed", 0), resolution=spec.get("resolution", 64),
+                   train_steps=spec.get("train_steps", 0), training=spec.get("training"), resume_from=resume)
 
 
 def cmd_sample_photos(args, cfg):
@@ -61,7 +63,12 @@ def cmd_deliver(args, cfg):
 def cmd_split(args, cfg):
     from attribench.splits import write_index
 
-    write_index(args.shards, cfg["split"], args.out)
+    split_cfg = cfg["split"]
+    if args.study:  # a hyperparameter study's own index: its classes only, its split settings
+        from attribench.studies import split_config
+
+        split_cfg = split_config(cfg, args.study)
+    write_index(args.shards, split_cfg, args.out)
 
 
 def cmd_summary(args, cfg):
@@ -84,7 +91,7 @@ def cmd_train(args, cfg):
 def cmd_table(args, cfg):
     from attribench.tables import build_table
 
-    build_table(args.name, args.metrics, args.csv, args.md, args.dvc_metrics)
+    build_table(args.name, args.metrics, args.csv, args.md, args.dvc_metrics, png_out=args.png)
 
 
 def cmd_figure(args, cfg):
@@ -170,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True)
     sp = add("split", cmd_split, "prompt-disjoint train/val/test index over delivered shards")
     sp.add_argument("--out", required=True)
+    sp.add_argument("--study", help="a hyperparameter study: use its split settings")
     sp.add_argument("shards", nargs="+")
     sp = add("summary", cmd_summary, "dataset summary CSV and montage PNG")
     sp.add_argument("--index", required=True)
@@ -184,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--csv", required=True)
     sp.add_argument("--md", required=True)
     sp.add_argument("--dvc-metrics")
+    sp.add_argument("--png", help="the table's figure (table3: Fig. 4 confusion grid)")
     sp.add_argument("metrics", nargs="+")
     sp = add("edit", cmd_edit, "post-edit the test images with one tool (and mask band)")
     sp.add_argument("--tool", required=True)

@@ -62,12 +62,20 @@ def resolve(raw: Mapping) -> dict:
     cfg = {k: v for k, v in raw.items() if k != "profiles"}
     cfg = deep_merge(cfg, raw["profiles"][name])
     cfg.setdefault("seed", 0)
-    for key in ("zoo", "attributors", "datasets", "experiments", "tables"):
+    for key in ("zoo", "attributors", "datasets", "experiments", "tables", "hyperparameter_studies"):
         cfg.setdefault(key, {})
     cfg["generators"] = {k: v for k, v in cfg["generators"].items() if v.get("enabled", True)}
     _expand_heldout(cfg)
     resolved_schema = dict(schema["$defs"]["resolved"], **{"$defs": schema["$defs"]})
     validate(cfg, resolved_schema, source=f"params.yaml (profile {name})")
+    for zname, z in cfg["zoo"].items():  # training stages (Table 3 checkpoints) continue an earlier stage
+        prev = cfg["zoo"].get(z.get("resume_from"), {}) if z.get("resume_from") else None
+        if prev is not None and prev.get("train_steps", 0) >= z.get("train_steps", 0):
+            raise ConfigError(f"params.yaml: zoo.{zname}.resume_from: '{z['resume_from']}' must be a zoo entry "
+                              "trained for fewer train_steps")
+    from attribench.studies import check as check_studies
+
+    check_studies(cfg, schema)
     return cfg
 
 

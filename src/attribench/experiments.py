@@ -76,6 +76,12 @@ def experiment_spec(cfg: dict, name: str) -> dict:
         except (KeyError, TypeError) as err:
             raise type(err)(f"experiments.{name}.transform: {err}") from None
         spec["delivery"] = cfg["delivery"]  # derived images are re-delivered
+    if exp.get("study"):  # a hyperparameter study: its own split index and classes (Table 3)
+        from attribench.studies import describe, studies
+
+        if exp["study"] not in studies(cfg):
+            raise KeyError(f"experiments.{name}.study: '{exp['study']}' is not in hyperparameter_studies")
+        spec["study"] = describe(cfg, exp["study"])  # only when set: other runs keep their params hash
     return spec
 
 
@@ -94,6 +100,16 @@ def model_kwargs_for_size(attributor_spec: dict, input_size: int) -> dict:
     if "img_size" in kwargs and kwargs["img_size"] != input_size:
         return {**attributor_spec, "model_kwargs": {**kwargs, "img_size": input_size}}
     return attributor_spec
+
+
+def experiment_index(cfg: dict, name: str) -> str:
+    """The split index an experiment reads: the benchmark's, or its hyperparameter study's."""
+    study = cfg["experiments"][name].get("study") if name in cfg["experiments"] else None
+    if study:
+        from attribench.studies import index_path
+
+        return index_path(cfg, study)
+    return f"data/{cfg['profile']}/dataset/index.parquet"
 
 
 def describe_model(attributor: dict) -> str:
@@ -287,6 +303,8 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
         **(summary.get("extra") or {}),
         "test": blocks,
     }
+    if spec.get("study"):
+        metrics["study"] = spec["study"]
     with atomic_path(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from attribench.config import fingerprint
 from attribench.generators import get_backend
 from attribench.io import remove_stale_temps
+from attribench.studies import generator_spec
 from attribench.shards import COLUMNS, make_row, read_shard, write_shard
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,7 @@ def default_batch_size(spec: dict) -> int:
 
 def render_shard(cfg: dict, generator: str, chunk: str, out: str | Path, prompts_path: str | None = None) -> Path:
     out = Path(out)
-    if generator not in cfg["generators"]:
-        raise KeyError(f"generator '{generator}' is not in params.yaml (profile {cfg['profile']}); known: {sorted(cfg['generators'])}")
-    spec = cfg["generators"][generator]
+    spec = generator_spec(cfg, generator)  # a benchmark generator or a hyperparameter-study class
     backend = get_backend(spec["backend"])
     items = backend.items(generator, spec, chunk, cfg, prompts_path)
     size = default_batch_size(spec)

@@ -5,6 +5,7 @@ from pathlib import Path
 from attribench import config as ab_config
 from attribench.generators import get_backend
 from attribench.render import content_spec
+from attribench.studies import SEP, all_study_generators, split_config, studies
 
 P = ab_config.resolve(config)  # profile overlay + schema check of the merged settings
 CFG = str(ab_config.snapshot(P))  # every job reads the same resolved settings
@@ -19,8 +20,33 @@ def as_json(obj):
     return json.dumps(obj, sort_keys=True)
 
 
+# Hyperparameter-study classes (`<study>__<label>`): rendered and delivered by the same rules as every
+# generator, but not part of the benchmark index (delivered_shards); each study has its own index.
+STUDY_GENERATORS = all_study_generators(P)
+
+
 def gen_spec(name):
-    return P["generators"][name]
+    if name in P["generators"]:
+        return P["generators"][name]
+    if name in STUDY_GENERATORS:
+        return STUDY_GENERATORS[name]
+    raise ValueError(f"generator '{name}' is neither in params.yaml generators nor a hyperparameter-study class")
+
+
+def study_delivered_shards(study):
+    classes = [g for g in STUDY_GENERATORS if g.split(SEP, 1)[0] == study]
+    return [f"{DATA}/shards/delivered/{g}/{c}.parquet" for g in classes for c in chunks_of(g)]
+
+
+def zoo_inputs(wc):
+    """A trained zoo stage needs its training images and the stage it resumes."""
+    spec = P["zoo"][wc.name]
+    inputs = {}
+    if spec.get("training"):
+        inputs["images"] = spec["training"]["images"]
+    if spec.get("resume_from"):
+        inputs["resume"] = f"models/zoo/{spec['resume_from']}"
+    return inputs
 
 
 def chunks_of(gen):
@@ -53,7 +79,7 @@ def render_inputs(wc):
     return inputs
 
 
-from attribench.experiments import experiment_spec, transform_status, upstream_runs
+from attribench.experiments import experiment_index, experiment_spec, transform_status, upstream_runs
 from attribench.postedit import edit_targets
 from attribench.methods.jiang_eval import suspects_of
 
@@ -68,7 +94,8 @@ def table_experiments(table):
 
 def train_inputs(wc):
     spec = experiment_spec(P, wc.experiment)
-    inputs = {"index": f"{DATA}/dataset/index.parquet"}
+    # the benchmark index, or a hyperparameter study's own index (experiment key `study`)
+    inputs = {"index": experiment_index(P, wc.experiment)}
     # runs this attributor builds on (spec keys *_run / *_runs, e.g. DeepFeatureX's base models)
     inputs["upstream"] = [f"results/runs/{e}/metrics.json" for e in upstream_runs(spec["attributor"])]
     model = zoo_dir_for({"backend": "diffusers", **spec.get("transform", {})})  # e.g. SDEdit's zoo pipeline
@@ -110,3 +137,4 @@ def report_runs(block):
     b = P[block]
     names = [b[k] for k in ("detector", "attribution", "heldout", "experiment") if k in b] + list(b.get("bases", []))
     return [f"results/runs/{e}/metrics.json" for e in names]
+TABLES_WITH_OWN_RULE = {"table3"}  # table + figure in one job (workflow/rules/studies.smk)

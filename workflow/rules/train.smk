@@ -33,7 +33,7 @@ rule table:
     params:
         cfg=CFG,
     wildcard_constraints:
-        table="|".join(sorted(t for t in P["tables"] if t.startswith("table"))),
+        table="|".join(sorted(t for t in P["tables"] if t.startswith("table") and t not in TABLES_WITH_OWN_RULE)),
     conda:
         ENV
     log:

@@ -1,6 +1,9 @@
 # Tiny seeded diffusers pipelines of the real classes, saved with save_pretrained; the render rule
 # loads them back through the same from_pretrained path the paper profile uses with hub ids.
+# Training stages (zoo keys train_steps / resume_from / training) continue the previous stage.
 rule build_zoo_model:
+    input:
+        unpack(zoo_inputs),
     output:
         directory("models/zoo/{name}"),
     params:

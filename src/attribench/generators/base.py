@@ -40,15 +40,23 @@ class Backend:
         if unknown:
             raise KeyError(f"generators.{gen}.prompt_sources names unknown prompt source(s) {sorted(unknown)}")
         size = cfg["prompts"]["chunk_size"]
-        return [c for s in srcs for c in prompt_sets.chunk_names(s, cfg["prompts"]["sources"][s]["count"], size)]
+        cap = spec.get("max_prompts")  # only the first `max_prompts` prompts of each source
+        counts = {s: min(cfg["prompts"]["sources"][s]["count"], cap or float("inf")) for s in srcs}
+        return [c for s in srcs for c in prompt_sets.chunk_names(s, int(counts[s]), size)]
 
     def items(self, gen: str, spec: dict, chunk: str, cfg: dict, prompts_path: str | None) -> list[RenderItem]:
-        rows = prompt_sets.read_chunk(prompts_path, chunk, cfg["prompts"]["chunk_size"])
+        size = cfg["prompts"]["chunk_size"]
+        rows = prompt_sets.read_chunk(prompts_path, chunk, size)
+        if spec.get("max_prompts"):
+            rows = rows.iloc[: max(0, spec["max_prompts"] - int(chunk.rsplit("-", 1)[1]) * size)]
         n = spec.get("images_per_prompt", 1)
+        # `fixed_seed`: every image of this generator starts from the same seed (the seed is the class,
+        # Xu et al. Table 3 "Seeds"); otherwise a per-image seed.
+        fixed = spec.get("fixed_seed")
         return [
             RenderItem(
                 key=f"{r.prompt_id}:{k}", prompt=r.prompt, prompt_id=r.prompt_id, prompt_source=r.prompt_source,
-                image_index=k, seed=image_seed(cfg["seed"], gen, r.prompt_id, k),
+                image_index=k, seed=fixed if fixed is not None else image_seed(cfg["seed"], gen, r.prompt_id, k),
             )
             for r in rows.itertuples()
             for k in range(n)

@@ -25,6 +25,14 @@ Family notes:
   needs) and an LCMScheduler.
 
 The same ``(family, seed)`` always yields byte-identical weights and renders.
+
+Checkpoints (training stages, Xu et al. Table 3 "Checkpoints"): ``train_denoiser`` continues the
+denoiser of a latent family (``sd``, ``sdxl``, ``lcm``) with the standard noise-prediction loss on
+VAE latents of a small fixed image folder (with captions, 10% caption dropout as in SD training).
+Every step draws its batch, flips, noise and timesteps from a generator seeded by the *global* step
+index, and the AdamW state is saved beside the weights (``training_state.safetensors``), so a stage
+resumed from the previous one is bit-identical to training the same number of steps in one go --
+SD 1.1 -> 1.2 -> ... in miniature.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ import torch
 if TYPE_CHECKING:  # keep `import zoo` cheap; diffusers is imported lazily by the builders
     from diffusers import DiffusionPipeline
 
-__all__ = ["ZOO_FAMILIES", "build_pipeline", "save_zoo_model"]
+__all__ = ["ZOO_FAMILIES", "TRAINABLE", "build_pipeline", "save_zoo_model", "train_denoiser"]
 
 # Small English word list: prompts made of these map to whole-word tokens.
 _WORDS = (
@@ -408,8 +416,12 @@ def build_pipeline(family: str, seed: int = 0, resolution: int = 64):
     return builder(seed=seed, resolution=resolution)
 
 
-def save_zoo_model(family: str, out_dir: str | Path, seed: int = 0, resolution: int = 64) -> Path:
+def save_zoo_model(family: str, out_dir: str | Path, seed: int = 0, resolution: int = 64, train_steps: int = 0,
+                   training: dict | None = None, resume_from: str | Path | None = None) -> Path:
     """Build ``family`` and ``save_pretrained`` it into ``out_dir`` atomically.
+
+    With ``train_steps``: the denoiser trained for that many steps in total (``training``: images
+    folder, lr, batch_size, caption_dropout), continuing the stage saved in ``resume_from``.
 
     Readers never see a half-written model: we write into a temp dir beside
     ``out_dir`` and rename it into place. An existing ``out_dir`` is replaced
@@ -417,11 +429,23 @@ def save_zoo_model(family: str, out_dir: str | Path, seed: int = 0, resolution: 
     """
     out_dir = Path(out_dir)
     pipe = build_pipeline(family, seed=seed, resolution=resolution)
+    state = None
+    if train_steps:
+        if not training or "images" not in training:
+            raise ValueError("a trained zoo stage needs training.images (a folder of images)")
+        pipe, state, record = _train_zoo_stage(pipe, family, seed, resolution, train_steps, training, resume_from)
+    elif resume_from is not None:
+        raise ValueError("resume_from without train_steps")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     trash: list[Path] = []
     try:
         pipe.save_pretrained(tmp)
+        if state is not None:
+            import json
+
+            _save_optimizer_state(state, tmp / _STATE_FILE)
+            (tmp / _LOG_FILE).write_text(json.dumps(record, indent=1) + "\n")
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
         # Loop: a concurrent writer may put its own copy in place between our two renames.
         for _ in range(10):
@@ -442,3 +466,153 @@ def save_zoo_model(family: str, out_dir: str | Path, seed: int = 0, resolution: 
         for d in (tmp, *trash):
             shutil.rmtree(d, ignore_errors=True)  # tmp is gone already on success
     return out_dir
+
+
+# ------------------------------------------------------- training stages ----
+
+TRAINABLE = {"sd", "sdxl", "lcm"}  # latent UNet families with a text encoder the loop below feeds
+_STATE_FILE = "training_state.safetensors"
+_LOG_FILE = "training.json"
+
+
+def _training_images(folder: str | Path, resolution: int) -> tuple[torch.Tensor, list[str]]:
+    """Every image of the folder (sorted), short side resized + centre crop, in [-1, 1]; captions from
+    captions.csv (file,caption) when present."""
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"})
+    if not files:
+        raise FileNotFoundError(f"no training images in {folder}")
+    captions: dict[str, str] = {}
+    if (folder / "captions.csv").exists():
+        with open(folder / "captions.csv", newline="") as fh:
+            captions = {r["file"]: r["caption"] for r in csv.DictReader(fh)}
+    arrays = []
+    for p in files:
+        im = Image.open(p).convert("RGB")
+        scale = resolution / min(im.size)
+        im = im.resize((max(resolution, round(im.width * scale)), max(resolution, round(im.height * scale))), Image.BICUBIC)
+        left, top = (im.width - resolution) // 2, (im.height - resolution) // 2
+        arrays.append(np.asarray(im.crop((left, top, left + resolution, top + resolution)), dtype=np.float32))
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 127.5 - 1.0
+    return x, [captions.get(p.name, "") for p in files]
+
+
+def _text_embeddings(pipe, captions: list[str]):
+    """(per-token embeddings, extra UNet kwargs) the family's pipeline would feed its UNet."""
+    if hasattr(pipe, "text_encoder_2"):  # SDXL: both encoders concatenated + pooled + micro-conditions
+        emb, _, pooled, _ = pipe.encode_prompt(captions, device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=False)
+        size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        time_ids = torch.tensor([[size, size, 0, 0, size, size]], dtype=emb.dtype).repeat(len(captions), 1)
+        return emb, {"text_embeds": pooled, "time_ids": time_ids}
+    emb, _ = pipe.encode_prompt(captions, device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=False)
+    return emb, {}
+
+
+def _unet_kwargs(pipe, extra: dict, idx: torch.Tensor) -> dict:
+    kw = {}
+    if extra:
+        kw["added_cond_kwargs"] = {k: v[idx] for k, v in extra.items()}
+    if getattr(pipe.unet.config, "time_cond_proj_dim", None):  # LCM: guidance embedding (w = 1 during training)
+        kw["timestep_cond"] = torch.zeros(len(idx), pipe.unet.config.time_cond_proj_dim)
+    return kw
+
+
+def train_denoiser(pipe, images: str | Path, start: int, stop: int, *, seed: int, family: str, lr: float = 1e-3,
+                   batch_size: int = 16, caption_dropout: float = 0.1, optimizer_state: dict | None = None):
+    """Train ``pipe.unet`` from global step ``start`` to ``stop``; returns (optimizer state, losses)."""
+    from diffusers import DDPMScheduler
+
+    if family not in TRAINABLE:
+        raise ValueError(f"zoo family {family!r} has no training loop (trainable: {sorted(TRAINABLE)})")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # same reduction order on any machine: bit-identical stages
+    try:
+        resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        x, captions = _training_images(images, resolution)
+        x = torch.cat([x, x.flip(-1)])  # horizontal flips as fixed extra samples
+        captions = captions + captions
+        with torch.no_grad():
+            dist = pipe.vae.encode(x).latent_dist
+            mean, std = dist.mean, dist.std
+            emb, extra = _text_embeddings(pipe, captions)
+            empty, empty_extra = _text_embeddings(pipe, [""])
+        noise_sched = DDPMScheduler.from_config(pipe.scheduler.config)  # the pipeline's training betas
+        unet = pipe.unet.train()
+        params = [p for p in unet.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2, foreach=False)
+        if optimizer_state is not None:  # per-parameter AdamW moments + step of the previous stage
+            opt.load_state_dict({**opt.state_dict(), "state": optimizer_state})
+        losses = []
+        for step in range(start, stop):
+            g = torch.Generator().manual_seed(_derive(seed, family, f"train/{step}"))
+            idx = torch.randint(0, len(mean), (batch_size,), generator=g)
+            latents = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g)) * pipe.vae.config.scaling_factor
+            noise = torch.randn(latents.shape, generator=g)
+            t = torch.randint(0, noise_sched.config.num_train_timesteps, (batch_size,), generator=g)
+            drop = torch.rand(batch_size, generator=g) < caption_dropout
+            cond = torch.where(drop[:, None, None], empty.expand_as(emb[idx]), emb[idx])
+            kw = _unet_kwargs(pipe, extra, idx)
+            if extra:
+                kw["added_cond_kwargs"] = {k: torch.where(drop[:, None], empty_extra[k].expand_as(v), v)
+                                           for k, v in kw["added_cond_kwargs"].items()}
+            pred = unet(noise_sched.add_noise(latents, noise, t), t, encoder_hidden_states=cond, **kw).sample
+            loss = torch.nn.functional.mse_loss(pred, noise)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        unet.eval()
+        return opt.state_dict()["state"], losses
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _save_optimizer_state(state: dict, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    flat = {f"{i}.{k}": v.detach().reshape(-1) if v.dim() == 0 else v.detach().contiguous()
+            for i, s in state.items() for k, v in s.items()}
+    save_file(flat, str(path))
+
+
+def _load_optimizer_state(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    flat = load_file(str(path))
+    state: dict[int, dict] = {}
+    for key, v in flat.items():
+        i, k = key.split(".", 1)
+        state.setdefault(int(i), {})[k] = v.reshape(()) if k == "step" else v
+    return state
+
+
+def _training_record(family: str, seed: int, resolution: int, training: dict) -> dict:
+    return {"family": family, "seed": seed, "resolution": resolution, **{k: v for k, v in training.items()}}
+
+
+def _train_zoo_stage(pipe, family: str, seed: int, resolution: int, steps: int, training: dict, resume_from):
+    """Load the previous stage (weights + optimizer state) when resuming, then train up to ``steps``."""
+    import json
+
+    record = _training_record(family, seed, resolution, training)
+    start, state = 0, None
+    if resume_from is not None:
+        resume_from = Path(resume_from)
+        log = json.loads((resume_from / _LOG_FILE).read_text())
+        if log["config"] != record:
+            raise ValueError(f"{resume_from} was trained with {log['config']}, not {record}: cannot continue it")
+        start = log["steps"]
+        if start > steps:
+            raise ValueError(f"{resume_from} is at step {start}, past the {steps} asked for")
+        pipe = type(pipe).from_pretrained(resume_from)
+    opts = {k: training[k] for k in ("lr", "batch_size", "caption_dropout") if k in training}
+    if resume_from is not None:
+        state = _load_optimizer_state(resume_from / _STATE_FILE)
+    state, losses = train_denoiser(pipe, training["images"], start, steps, seed=seed, family=family, optimizer_state=state, **opts)
+    history = (json.loads((Path(resume_from) / _LOG_FILE).read_text())["losses"] if resume_from is not None else []) + losses
+    return pipe, state, {"config": record, "steps": steps, "resumed_from_step": start, "losses": history}
