@@ -197,6 +197,14 @@ class JiangSiamese(torch.nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation under the projection head (what SupCon's linear evaluation probes)."""
+        return self.encoder.backbone(x)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.encoder.head[0].in_features
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(x) @ self.prototypes.T / self.temperature
 
@@ -231,12 +239,18 @@ def build_jiang_siamese(spec: dict, num_classes: int) -> JiangSiamese:
 
 class JiangProbe(torch.nn.Module):
     """A trained jiang_siamese encoder, frozen (no gradients, always in eval mode: its BatchNorm
-    statistics never move), and a linear head on its embedding."""
+    statistics never move), and a linear head on its representation under the projection head
+    (Khosla et al.'s linear evaluation, the SupCon recipe Jiang et al. adopt: the projection is
+    discarded). Eq. 1 packs each source into a tight cluster on the unit sphere (within-class
+    cosine ~0.9999 in smoke), too tight for a linear layer to train on at a normal learning rate.
+    The head standardises its input first (BatchNorm without affine parameters, as in MAE's
+    linear probing); at inference that is a fixed affine map, so the probe stays linear."""
 
-    def __init__(self, encoder: JiangSiamese, embed_dim: int, num_classes: int):
+    def __init__(self, encoder: JiangSiamese, num_classes: int):
         super().__init__()
         self.encoder = encoder.requires_grad_(False).eval()
-        self.head = torch.nn.Linear(embed_dim, num_classes)
+        dim = encoder.feature_dim
+        self.head = torch.nn.Sequential(torch.nn.BatchNorm1d(dim, affine=False), torch.nn.Linear(dim, num_classes))
 
     def train(self, mode: bool = True) -> "JiangProbe":
         super().train(mode)
@@ -245,8 +259,8 @@ class JiangProbe(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            emb = self.encoder.embed(x)
-        return self.head(emb)
+            feats = self.encoder.features(x)
+        return self.head(feats)
 
 
 def load_encoder(run_dir) -> tuple[JiangSiamese, dict]:
@@ -270,5 +284,5 @@ def build_jiang_probe(spec: dict, num_classes: int) -> JiangProbe:
     """spec: encoder_run (a jiang_siamese run directory; in params.yaml the experiment's name)."""
     if "encoder_run" not in spec:
         raise KeyError("jiang_probe spec needs encoder_run (the experiment that trained the encoder)")
-    encoder, meta = load_encoder(spec["encoder_run"])
-    return JiangProbe(encoder, int(meta["attributor_spec"].get("embed_dim", 128)), num_classes)
+    encoder, _ = load_encoder(spec["encoder_run"])
+    return JiangProbe(encoder, num_classes)
