@@ -13,18 +13,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from attribench.io import atomic_path  # noqa: E402
+from attribench.io import atomic_path, save_png  # noqa: E402
 from attribench.registry import Registry  # noqa: E402
 
 FigureBuilder = Callable[..., pd.DataFrame]
 FIGURES = Registry("figure")
 register_figure = FIGURES.register
-
-
-def _save(fig, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
 
 
 @register_figure("fig3_train_size")
@@ -49,7 +43,7 @@ def fig3_train_size(runs: list[dict], png: Path, **_) -> pd.DataFrame:
     ax.set_title(f"{df.attributor.iloc[0]} ({df.profile.iloc[0]})", fontsize=9)
     ax.legend()
     fig.tight_layout()
-    _save(fig, png)
+    save_png(fig, png, dpi=120)
     return df
 
 

@@ -30,3 +30,13 @@ def remove_stale_temps(path: str | Path) -> None:
     if path.parent.is_dir():
         for stale in path.parent.glob(f".{path.name}.*.tmp"):
             stale.unlink(missing_ok=True)
+
+
+def save_png(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Write a matplotlib figure as PNG atomically and close it (figures are many and long-lived)."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return Path(path)

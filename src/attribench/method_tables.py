@@ -30,7 +30,7 @@ import pandas as pd  # noqa: E402
 
 from attribench.datasets import label_of, select  # noqa: E402
 from attribench.experiments import RUNS, experiment_spec, predict_rows  # noqa: E402
-from attribench.io import atomic_path  # noqa: E402
+from attribench.io import atomic_path, save_png  # noqa: E402
 from attribench.metrics import bootstrap_ci, classification_metrics  # noqa: E402
 from attribench.shards import read_metadata  # noqa: E402
 
@@ -251,9 +251,7 @@ def _plot_ju(df: pd.DataFrame, block: dict, path: str | Path) -> None:
         ax.legend(fontsize=7)
     fig.suptitle(f"real-vs-fake detection: {det.attributor.iloc[0]} ({det.profile.iloc[0]})", fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
 
 
 # ------------------------------------------------------------------------------------ DeepFeatureX
@@ -353,6 +351,4 @@ def _plot_dfx(df: pd.DataFrame, path: str | Path) -> None:
     ax.legend(fontsize=7)
     ax.set_title(f"DeepFeatureX: {df.attributor.iloc[-1]} ({df.profile.iloc[0]})", fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=110)

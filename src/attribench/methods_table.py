@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from attribench.io import atomic_path  # noqa: E402
+from attribench.io import atomic_path, save_png  # noqa: E402
 
 RUNS = Path("results/runs")
 
@@ -58,7 +58,7 @@ def method_row(cfg: dict, key: str, entry: dict, test_rows: pd.DataFrame) -> dic
         raise KeyError(f"methods_table.entries.{key}: run '{entry['experiment']}' was not tested on '{mt['dataset']}'")
     rows = test_rows[test_rows["generator"].isin(m["classes"])].reset_index(drop=True)
     t0 = time.perf_counter()
-    probs = predict_rows(cfg, spec, RUNS / entry["experiment"], rows)
+    predict_rows(cfg, spec, RUNS / entry["experiment"], rows)  # timed: encoded image in, probabilities out
     seconds = time.perf_counter() - t0
     jpeg = derived_view(cfg, rows, {"name": "jpeg", "quality": mt["jpeg_quality"]})
     jpeg_rows = rows.assign(image_id=jpeg["image_id"].to_numpy(), shard=jpeg["shard"].to_numpy())
@@ -125,6 +125,4 @@ def plot_methods(df: pd.DataFrame, path: str | Path, quality: int) -> None:
     b.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"Methods on one bench ({df.profile.iloc[0]})", fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=120)

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from attribench.io import atomic_path  # noqa: E402
+from attribench.io import atomic_path, save_png  # noqa: E402
 from attribench.metrics import bootstrap_ci, classification_metrics  # noqa: E402
 from attribench.postedit import test_rows, transform_rows  # noqa: E402
 from attribench.shards import read_metadata  # noqa: E402
@@ -77,6 +77,4 @@ def _plot(df: pd.DataFrame, path: str | Path) -> None:
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"train clean / test perturbed: {clean.attributor} ({clean.profile})", fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=110)

@@ -14,7 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from attribench.figures import _save, register_figure  # noqa: E402
+from attribench.figures import register_figure  # noqa: E402
+from attribench.io import save_png  # noqa: E402
 
 
 def study_rows(runs: list[dict], cfg: dict, name: str) -> pd.DataFrame:
@@ -85,7 +86,7 @@ def _panels(cfg: dict, df: pd.DataFrame, index_path: str, fig, gs_row) -> None:
             shown = None
         if shown is None:
             ax.set_facecolor("0.85")
-            ax.text(0.5, 0.5, r.status.replace(" (", "\n("), ha="center", va="center", fontsize=6, wrap=True)
+            ax.text(0.5, 0.5, r.status.split(" (")[0].replace(" ", "\n"), ha="center", va="center", fontsize=7)
         else:
             ax.imshow(shown)
         ax.set_xticks([])
@@ -117,7 +118,7 @@ def _bar_figure(runs, png, cfg, index_path, name, title) -> pd.DataFrame:
     _bars(fig.add_subplot(gs[0, :]), df, f"{title} ({cfg['profile']}): train and test on each")
     _panels(cfg, df, index_path, fig, gs[1, :].subgridspec(1, len(df)))
     fig.tight_layout()
-    _save(fig, png)
+    save_png(fig, png, dpi=120)
     return df
 
 
@@ -133,31 +134,36 @@ def fig7_representations(runs, png: Path, cfg: dict, index_path: str, name: str 
     return _bar_figure(runs, png, cfg, index_path, name, "Mid-level representations (Fig. 7)")
 
 
-def _curve(runs, png, cfg, name, x_col, xlabel, title) -> pd.DataFrame:
-    df = study_rows(runs, cfg, name)
-    pts = df.sort_values(x_col)
+def _curve(df: pd.DataFrame, png: Path, cfg: dict, x_col: str, xlabel: str, title: str,
+           whole_image_line: bool = False) -> pd.DataFrame:
+    """Accuracy (95% CI) against x_col on a log2 axis; with whole_image_line the untransformed (`rgb`)
+    row is drawn as a reference line instead of a point."""
+    ref = df[df["transform"] == "rgb"] if whole_image_line else df.iloc[:0]
+    pts = df.drop(ref.index).sort_values(x_col)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     err = 100 * np.array([pts.accuracy - pts.accuracy_ci95_lo, pts.accuracy_ci95_hi - pts.accuracy])
     ax.errorbar(pts[x_col], 100 * pts.accuracy, yerr=err, marker="o", capsize=3)
+    if len(ref):
+        ax.axhline(100 * ref.accuracy.iloc[0], c="green", ls=":", label="whole image")
     ax.axhline(100 * df.chance.dropna().iloc[0], ls="--", c="grey", label="chance")
     ax.set_xscale("log", base=2)
-    ax.set_xticks(pts[x_col], [str(v) for v in pts[x_col]])
+    ax.set_xticks(pts[x_col], [str(int(v)) for v in pts[x_col]])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
     ax.set_title(f"{title} ({cfg['profile']})", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, png)
+    save_png(fig, png, dpi=120)
     return df
 
 
 @register_figure("fig15_resolution")
 def fig15_resolution(runs, png: Path, cfg: dict, name: str = "fig15_resolution", **_) -> pd.DataFrame:
     """Accuracy vs the attributor's input resolution (app. C.3). Sizes above the delivery size are upsampled."""
-    df = _curve(runs, png, cfg, name, "input_size", "input resolution (px)", "Input resolution (Fig. 15 left)")
+    df = study_rows(runs, cfg, name)
     df["upsampled"] = df["input_size"] > df["delivery_size"]
-    return df
+    return _curve(df, png, cfg, "input_size", "input resolution (px)", "Input resolution (Fig. 15 left)")
 
 
 @register_figure("fig15_patches")
@@ -165,21 +171,4 @@ def fig15_patches(runs, png: Path, cfg: dict, name: str = "fig15_patches", **_) 
     """Accuracy vs centre-patch size k (app. C.4): a k x k centre patch resized to the model input."""
     df = study_rows(runs, cfg, name)
     df["k"] = [json.loads(p)["k"] if p else np.nan for p in df["params"]]
-    ref = df[df.transform == "rgb"]
-    pts = df[df.transform != "rgb"].sort_values("k")
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    err = 100 * np.array([pts.accuracy - pts.accuracy_ci95_lo, pts.accuracy_ci95_hi - pts.accuracy])
-    ax.errorbar(pts.k, 100 * pts.accuracy, yerr=err, marker="o", capsize=3, label="centre patch")
-    if len(ref):
-        ax.axhline(100 * ref.accuracy.iloc[0], c="green", ls=":", label="whole image")
-    ax.axhline(100 * df.chance.dropna().iloc[0], ls="--", c="grey", label="chance")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(pts.k, [str(int(v)) for v in pts.k])
-    ax.set_xlabel("patch size k (k x k pixels)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title(f"Centre patches (Fig. 15 right, {cfg['profile']})", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    _save(fig, png)
-    return df
+    return _curve(df, png, cfg, "k", "patch size k (k x k pixels)", "Centre patches (Fig. 15 right)", whole_image_line=True)

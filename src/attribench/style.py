@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import gaussian_kde  # noqa: E402
 
-from attribench.io import atomic_path  # noqa: E402
+from attribench.io import save_png  # noqa: E402
 
 
 def gram_density_plot(gram_vectors_by_class: dict[str, np.ndarray], path: str | Path,
@@ -51,7 +51,5 @@ def gram_density_plot(gram_vectors_by_class: dict[str, np.ndarray], path: str | 
     ax.legend(fontsize="small")
     fig.tight_layout()
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_png(fig, path)
     return path

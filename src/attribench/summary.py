@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from attribench.io import atomic_path
+from attribench.io import atomic_path, save_png
 from attribench.shards import decode, load_images
 
 
@@ -47,7 +47,5 @@ def write_montage(index: pd.DataFrame, out: str | Path, per_class: int = 6, seed
                 ax.set_ylabel(cls, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle("attribench: delivered images per class", fontsize=10)
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_png(fig, out, dpi=110)
     return Path(out)

@@ -197,13 +197,20 @@ def train_run(index: pd.DataFrame, spec: dict, out_dir: str | Path,
         raise KeyError(f"training spec lacks {missing}")
     spec = {**DEFAULTS, **spec}
     out_dir = Path(out_dir)
+    with run_log(out_dir, spec["num_threads"]) as log:
+        return _train(index, spec, out_dir, log, inputs, text_inputs)
+
+
+@contextlib.contextmanager
+def run_log(out_dir: Path, num_threads: int | None) -> Iterator[Callable[[str], None]]:
+    """The run's thread settings plus a `log(msg)` writing timestamped lines to out_dir/train.log."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with torch_settings(spec["num_threads"]), open(out_dir / "train.log", "w") as log_file:
+    with torch_settings(num_threads), open(out_dir / "train.log", "w") as log_file:
         def log(msg: str) -> None:
             log_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
             log_file.flush()
 
-        return _train(index, spec, out_dir, log, inputs, text_inputs)
+        yield log
 
 
 @torch.no_grad()

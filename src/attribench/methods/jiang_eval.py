@@ -15,14 +15,12 @@ chosen at training time), never tuned on test pairs; the same threshold serves b
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from attribench.datasets import select

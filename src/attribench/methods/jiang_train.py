@@ -86,7 +86,7 @@ def _lr(spec: dict, epoch: int) -> float:
 
 @register_trainer("supcon", kinds=["jiang_siamese"])
 def train_supcon(index: pd.DataFrame, spec: dict, out_dir: str | Path, inputs=None, text_inputs=None) -> dict:
-    from attribench.train import torch_settings
+    from attribench.train import run_log  # lazy: train imports the attributor registry
 
     if inputs is not None or text_inputs is not None:
         raise ValueError("the supcon trainer trains the encoder on images; jiang_siamese takes no feature/text inputs")
@@ -95,14 +95,8 @@ def train_supcon(index: pd.DataFrame, spec: dict, out_dir: str | Path, inputs=No
             raise KeyError(f"training spec lacks {key!r}")
     spec = {**DEFAULTS, **spec}
     spec["attributor_spec"] = {**SPEC_DEFAULTS, **spec["attributor_spec"]}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with torch_settings(spec["num_threads"]), open(out_dir / "train.log", "w") as log_file:
-        def log(msg: str) -> None:
-            log_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
-            log_file.flush()
-
-        return _train(index, spec, out_dir, log)
+    with run_log(Path(out_dir), spec["num_threads"]) as log:
+        return _train(index, spec, Path(out_dir), log)
 
 
 def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log) -> dict:
