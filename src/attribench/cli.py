@@ -233,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # The tiny zoo's byte-level CLIP tokenizer turns every prompt into >77 tokens, and transformers
+        # then prints each truncated batch in full (megabytes per job log): keep its errors only.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     if args.threads:
         # One thread per job: several jobs share the cores, and oversubscribed torch threads
         # slow tiny models down by orders of magnitude.

@@ -31,8 +31,8 @@ import pandas as pd  # noqa: E402
 from attribench.datasets import label_of, select  # noqa: E402
 from attribench.experiments import RUNS, experiment_spec, predict_rows  # noqa: E402
 from attribench.io import atomic_path, save_png  # noqa: E402
+from attribench.robustness import perturbed_points  # noqa: E402
 from attribench.metrics import bootstrap_ci, classification_metrics  # noqa: E402
-from attribench.shards import read_metadata  # noqa: E402
 
 N_BOOT = 200
 
@@ -102,23 +102,6 @@ def _test_view(cfg: dict, index: pd.DataFrame, dataset: str, classes: list[str])
     return ds.reset_index(drop=True)
 
 
-def _perturbed_sets(cfg: dict, rows: pd.DataFrame, perturbations: dict, work: Path):
-    """(axis, level, rows) for clean and each perturbation; derived rows get the parent's label."""
-    from attribench.robustness import perturb_test_set
-
-    yield "clean", None, rows
-    label = dict(zip(rows["image_id"], label_of(rows)))
-    for axis, specs in perturbations.items():
-        for s in specs:
-            s = {"name": axis, **s}
-            level = next((v for k, v in s.items() if k != "name"), None)
-            shard = perturb_test_set(cfg, rows, s, work / f"{axis}-{level}.parquet")
-            ds = read_metadata([shard])
-            if "label" in rows.columns:
-                ds["label"] = ds["parent_id"].map(label)
-            yield axis, level, ds
-
-
 def _probs(cfg: dict, experiment: str, rows: pd.DataFrame) -> np.ndarray:
     return predict_rows(cfg, experiment_spec(cfg, experiment), RUNS / experiment, rows)
 
@@ -141,8 +124,7 @@ def ju_detection(cfg: dict, index_path: str | Path, csv_out: str | Path, png_out
     # 1. The detector: clean (its recorded predictions are what predict_rows gives) and perturbed.
     test = experiment_spec(cfg, block["detector"])["test"][0]
     rows = _test_view(cfg, index, test, classes)
-    work = Path("data") / cfg["profile"] / "ju_detection"
-    for axis, level, ds in _perturbed_sets(cfg, rows, block.get("perturbations", {}), work):
+    for axis, level, ds in perturbed_points(cfg, rows, block.get("perturbations", {})):
         probs = _probs(cfg, block["detector"], ds)
         y = (label_of(ds) == positive).to_numpy()
         ctx = dict(experiment=block["detector"], attributor=det["attributor_label"], train=det["train_dataset"],
@@ -305,8 +287,7 @@ def deepfeaturex_table(cfg: dict, index_path: str | Path, csv_out: str | Path, p
     test = experiment_spec(cfg, block["experiment"])["test"][0]
     rows = _test_view(cfg, index, test, classes)
     nway = _run_meta(block["attribution"]) if block.get("attribution") else None
-    work = Path("data") / cfg["profile"] / "deepfeaturex"
-    for axis, level, ds in _perturbed_sets(cfg, rows, block.get("perturbations", {}), work):
+    for axis, level, ds in perturbed_points(cfg, rows, block.get("perturbations", {})):
         ctx = dict(perturbation=axis, level=level, test_set=test, n=len(ds))
         probs = _probs(cfg, block["experiment"], ds)
         y = np.array([classes.index(c) for c in label_of(ds)])

@@ -16,7 +16,6 @@ import pandas as pd  # noqa: E402
 from attribench.io import atomic_path, save_png  # noqa: E402
 from attribench.metrics import bootstrap_ci, classification_metrics  # noqa: E402
 from attribench.postedit import test_rows, transform_rows  # noqa: E402
-from attribench.shards import read_metadata  # noqa: E402
 
 
 def perturb_test_set(cfg: dict, rows: pd.DataFrame, spec: dict, out: Path) -> Path:
@@ -27,6 +26,26 @@ def perturb_test_set(cfg: dict, rows: pd.DataFrame, spec: dict, out: Path) -> Pa
     return transform_rows(cfg, rows, spec, out, spec, batch_size=64)
 
 
+# The parameter a curve puts on its x axis; JSON snapshots sort keys, so "first parameter" is not it.
+LEVEL_KEYS = ("quality", "radius", "diameter", "std", "sigma", "strength", "k")
+
+
+def level_of(spec: dict):
+    return next((spec[k] for k in LEVEL_KEYS if k in spec), next((v for k, v in spec.items() if k != "name"), None))
+
+
+def perturbed_points(cfg: dict, rows: pd.DataFrame, perturbations: dict):
+    """(axis, level, rows) for the clean rows and each perturbation spec; perturbed rows are the
+    parents' rows (class, label, split) with the derived image ids (cached derived shards)."""
+    from attribench.derived_datasets import derived_view
+
+    yield "clean", None, rows
+    for axis, specs in perturbations.items():
+        for s in specs:
+            spec = {"name": axis, **s}
+            yield axis, level_of(spec), derived_view(cfg, rows, spec)
+
+
 def robustness_curves(cfg: dict, index_path: str | Path, run_dir: str | Path, csv_out: str | Path, png_out: str | Path) -> pd.DataFrame:
     from attribench.experiments import experiment_spec, predict_rows
 
@@ -35,16 +54,8 @@ def robustness_curves(cfg: dict, index_path: str | Path, run_dir: str | Path, cs
     classes, spec = meta["classes"], experiment_spec(cfg, meta["experiment"])
     rows = test_rows(cfg, index_path, rb["dataset"])
     rows = rows[rows["generator"].isin(classes)]
-    work = Path("data") / cfg["profile"] / "robustness"
-    points = [("clean", None, rows)]
-    for axis, specs in rb["perturbations"].items():
-        for s in specs:
-            s = {"name": axis, **s}
-            level = next((v for k, v in s.items() if k != "name"), None)
-            shard = perturb_test_set(cfg, rows, s, work / f"{axis}-{level}.parquet")
-            points.append((axis, level, read_metadata([shard])))
     out = []
-    for axis, level, ds in points:
+    for axis, level, ds in perturbed_points(cfg, rows, rb["perturbations"]):
         y_true = [classes.index(g) for g in ds["generator"]]
         y_pred = predict_rows(cfg, spec, run_dir, ds).argmax(1)
         m = classification_metrics(y_true, y_pred, classes)
