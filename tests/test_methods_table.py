@@ -90,3 +90,11 @@ def test_methods_table_row(tmp_path, monkeypatch):
     assert row["inference_images_per_second"] > 0 and row["train_seconds"] > 0 and row["n_classes"] == 4
     assert (tmp_path / "methods.png").stat().st_size > 0
     assert list(pd.read_csv(tmp_path / "methods.csv")["experiment"]) == ["toy_all"]
+
+
+@pytest.mark.parametrize("command", ["methods", "jiang-pairs", "ju-detection", "deepfeaturex-table"])
+def test_report_commands_take_index_csv_png(command):
+    from attribench.cli import build_parser
+
+    args = build_parser().parse_args([command, "--index", "i.parquet", "--csv", "o.csv", "--png", "o.png"])
+    assert (args.index, args.csv, args.png) == ("i.parquet", "o.csv", "o.png") and callable(args.fn)

@@ -210,12 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--run", required=True)
     sp.add_argument("--csv", required=True)
     sp.add_argument("--png", required=True)
-    sp = add("methods", cmd_methods, "every attributor on the same splits: accuracy, AP, JPEG, held-out AP, speed")
-    sp = add("jiang-pairs", cmd_jiang_pairs, "Jiang et al. Table II: pair verification per generator pair (+ regenerate flow)")
-    sp.add_argument("--index", required=True)
-    sp.add_argument("--csv", required=True)
-    sp.add_argument("--png", required=True)
-    for name, fn, help_ in (("ju-detection", cmd_ju_detection, "Ju et al.: real-vs-fake AP per family, mAP, global AP, blur/JPEG robustness"),
+    # Reports over trained runs: index in, CSV + PNG out.
+    for name, fn, help_ in (("methods", cmd_methods, "every attributor on the same splits: accuracy, AP, JPEG, held-out AP, speed"),
+                            ("jiang-pairs", cmd_jiang_pairs, "Jiang et al. Table II: pair verification per generator pair (+ regenerate flow)"),
+                            ("ju-detection", cmd_ju_detection, "Ju et al.: real-vs-fake AP per family, mAP, global AP, blur/JPEG robustness"),
                             ("deepfeaturex-table", cmd_deepfeaturex_table, "DeepFeatureX: base models, 3-class + binary, JPEG QF robustness")):
         sp = add(name, fn, help_)
         sp.add_argument("--index", required=True)
