@@ -20,3 +20,15 @@ def smoke_cfg():
     from attribench import config
 
     return config.load(REPO / "params.yaml", {"profile": "smoke"})
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: intra-op threading only adds sync overhead, and on a busy 2-core box spinning
+    OpenMP workers make a run several times slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

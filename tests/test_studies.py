@@ -22,11 +22,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array:DeprecationWarning")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -59,13 +59,8 @@ def tree_hashes(root):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models: intra-op threading only adds sync overhead, and on a busy
-    # 2-core box spinning OpenMP workers make the run several times slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -201,6 +201,15 @@ def train_run(index: pd.DataFrame, spec: dict, out_dir: str | Path,
         return _train(index, spec, out_dir, log, inputs, text_inputs)
 
 
+def cpu_state(model: torch.nn.Module) -> dict:
+    """A detached CPU copy of the weights: the best-validation checkpoint kept while training goes on."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def history_line(row: dict) -> str:
+    return " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+
+
 @contextlib.contextmanager
 def run_log(out_dir: Path, num_threads: int | None) -> Iterator[Callable[[str], None]]:
     """The run's thread settings plus a `log(msg)` writing timestamped lines to out_dir/train.log."""
@@ -316,9 +325,9 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log, inputs: dict[str
         history.append(row)
         if val_acc > best_acc:  # strict: a tie keeps the earlier epoch
             best_acc, best_epoch = val_acc, epoch
-            best_state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+            best_state = cpu_state(model)
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_acc=f"{val_acc:.4f}", best=f"{best_acc:.4f}")
-        log(" ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        log(history_line(row))
     bar.close()
     train_seconds = time.perf_counter() - t_start
     log(f"best epoch {best_epoch} val_acc={best_acc:.6g}; {train_seconds:.1f}s")

@@ -100,7 +100,7 @@ def train_supcon(index: pd.DataFrame, spec: dict, out_dir: str | Path, inputs=No
 
 
 def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log) -> dict:
-    from attribench.train import _param_groups
+    from attribench.train import _param_groups, cpu_state, history_line
 
     classes, seed, device = list(spec["classes"]), int(spec["seed"]), spec["device"]
     aspec = spec["attributor_spec"]
@@ -166,9 +166,9 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log) -> dict:
         history.append(row)
         if val_auc > best_auc:
             best_auc, best_epoch = val_auc, epoch
-            best_state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+            best_state = cpu_state(model)
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_auc=f"{val_auc:.4f}", best=f"{best_auc:.4f}")
-        log(" ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        log(history_line(row))
     bar.close()
     train_seconds = time.perf_counter() - t_start
 
