@@ -133,13 +133,13 @@ def cmd_jiang_pairs(args, cfg):
 
     write_jiang_pairs(cfg, args.index, args.csv, args.png)
 def cmd_ju_detection(args, cfg):
-    from attribench.method_tables import ju_detection
+    from attribench.method_reports import ju_detection
 
     ju_detection(cfg, args.index, args.csv, args.png)
 
 
 def cmd_deepfeaturex_table(args, cfg):
-    from attribench.method_tables import deepfeaturex_table
+    from attribench.method_reports import deepfeaturex_table
 
     deepfeaturex_table(cfg, args.index, args.csv, args.png)
 
@@ -153,76 +153,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def add(name, fn, help_):
+    def add(name, fn, help_, *required):
+        """A subcommand; each name in `required` becomes a required --flag."""
         sp = sub.add_parser(name, help=help_)
         sp.set_defaults(fn=fn)
+        for flag in required:
+            sp.add_argument(f"--{flag}", required=True)
         return sp
 
     add("validate", cmd_validate, "validate params.yaml and print the resolved generators")
-    sp = add("prompts", cmd_prompts, "write one prompt set to Parquet")
-    sp.add_argument("--source", required=True)
-    sp.add_argument("--out", required=True)
-    sp = add("build-zoo", cmd_build_zoo, "build one tiny seeded diffusers pipeline and save_pretrained it")
-    sp.add_argument("--name", required=True)
-    sp.add_argument("--out", required=True)
-    sp = add("sample-photos", cmd_sample_photos, "export the real photos that ship inside installed wheels")
-    sp.add_argument("--out", required=True)
-    sp = add("render", cmd_render, "produce one raw image shard (resumable)")
-    sp.add_argument("--generator", required=True)
-    sp.add_argument("--chunk", required=True)
+    add("prompts", cmd_prompts, "write one prompt set to Parquet", "source", "out")
+    add("build-zoo", cmd_build_zoo, "build one tiny seeded diffusers pipeline and save_pretrained it", "name", "out")
+    add("sample-photos", cmd_sample_photos, "export the real photos that ship inside installed wheels", "out")
+    sp = add("render", cmd_render, "produce one raw image shard (resumable)", "generator", "chunk", "out")
     sp.add_argument("--prompts")
-    sp.add_argument("--out", required=True)
-    sp = add("deliver", cmd_deliver, "apply the delivery policy to one raw shard")
-    sp.add_argument("--raw", required=True)
-    sp.add_argument("--out", required=True)
-    sp = add("split", cmd_split, "prompt-disjoint train/val/test index over delivered shards")
-    sp.add_argument("--out", required=True)
+    add("deliver", cmd_deliver, "apply the delivery policy to one raw shard", "raw", "out")
+    sp = add("split", cmd_split, "prompt-disjoint train/val/test index over delivered shards", "out")
     sp.add_argument("--study", help="a hyperparameter study: use its split settings")
     sp.add_argument("shards", nargs="+")
-    sp = add("summary", cmd_summary, "dataset summary CSV and montage PNG")
-    sp.add_argument("--index", required=True)
-    sp.add_argument("--csv", required=True)
+    sp = add("summary", cmd_summary, "dataset summary CSV and montage PNG", "index", "csv")
     sp.add_argument("--montage")
-    sp = add("train", cmd_train, "run one named experiment (train + test) into a run folder")
-    sp.add_argument("--experiment", required=True)
-    sp.add_argument("--index", required=True)
-    sp.add_argument("--out", required=True)
-    sp = add("table", cmd_table, "aggregate experiment runs into a benchmark table")
-    sp.add_argument("--name", required=True)
-    sp.add_argument("--csv", required=True)
-    sp.add_argument("--md", required=True)
+    add("train", cmd_train, "run one named experiment (train + test) into a run folder", "experiment", "index", "out")
+    sp = add("table", cmd_table, "aggregate experiment runs into a benchmark table", "name", "csv", "md")
     sp.add_argument("--dvc-metrics")
     sp.add_argument("--png", help="the table's figure (table3: Fig. 4 confusion grid)")
     sp.add_argument("metrics", nargs="+")
-    sp = add("edit", cmd_edit, "post-edit the test images with one tool (and mask band)")
-    sp.add_argument("--tool", required=True)
+    sp = add("edit", cmd_edit, "post-edit the test images with one tool (and mask band)", "tool", "index", "out")
     sp.add_argument("--band", default="all")
-    sp.add_argument("--index", required=True)
-    sp.add_argument("--out", required=True)
-    sp = add("table4", cmd_table4, "attribution of post-edited images (Xu et al. Table 4)")
-    sp.add_argument("--index", required=True)
-    sp.add_argument("--run", required=True)
-    sp.add_argument("--csv", required=True)
-    sp.add_argument("--md", required=True)
-    sp.add_argument("--confusion-dir", required=True)
-    sp = add("robustness", cmd_robustness, "train clean / test perturbed accuracy curves")
-    sp.add_argument("--index", required=True)
-    sp.add_argument("--run", required=True)
-    sp.add_argument("--csv", required=True)
-    sp.add_argument("--png", required=True)
+    add("table4", cmd_table4, "attribution of post-edited images (Xu et al. Table 4)", "index", "run", "csv", "md", "confusion-dir")
+    add("robustness", cmd_robustness, "train clean / test perturbed accuracy curves", "index", "run", "csv", "png")
     # Reports over trained runs: index in, CSV + PNG out.
-    for name, fn, help_ in (("methods", cmd_methods, "every attributor on the same splits: accuracy, AP, JPEG, held-out AP, speed"),
-                            ("jiang-pairs", cmd_jiang_pairs, "Jiang et al. Table II: pair verification per generator pair (+ regenerate flow)"),
-                            ("ju-detection", cmd_ju_detection, "Ju et al.: real-vs-fake AP per family, mAP, global AP, blur/JPEG robustness"),
-                            ("deepfeaturex-table", cmd_deepfeaturex_table, "DeepFeatureX: base models, 3-class + binary, JPEG QF robustness")):
-        sp = add(name, fn, help_)
-        sp.add_argument("--index", required=True)
-        sp.add_argument("--csv", required=True)
-        sp.add_argument("--png", required=True)
-    sp = add("figure", cmd_figure, "aggregate experiment runs into a benchmark figure (CSV + PNG)")
-    sp.add_argument("--name", required=True)
-    sp.add_argument("--csv", required=True)
-    sp.add_argument("--png", required=True)
+    add("methods", cmd_methods, "every attributor on the same splits: accuracy, AP, JPEG, held-out AP, speed", "index", "csv", "png")
+    add("jiang-pairs", cmd_jiang_pairs, "Jiang et al. Table II: pair verification per generator pair (+ regenerate flow)",
+        "index", "csv", "png")
+    add("ju-detection", cmd_ju_detection, "Ju et al.: real-vs-fake AP per family, mAP, global AP, blur/JPEG robustness",
+        "index", "csv", "png")
+    add("deepfeaturex-table", cmd_deepfeaturex_table, "DeepFeatureX: base models, 3-class + binary, JPEG QF robustness",
+        "index", "csv", "png")
+    sp = add("figure", cmd_figure, "aggregate experiment runs into a benchmark figure (CSV + PNG)", "name", "csv", "png")
     sp.add_argument("--index")
     sp.add_argument("metrics", nargs="+")
     return p
