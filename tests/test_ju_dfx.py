@@ -16,7 +16,7 @@ from attribench import hooks
 from attribench.datasets import label_map, select
 from attribench.experiments import run_experiment
 from attribench.imagedata import ImageDataset, decode_pixels, resize_crop_pixels
-from attribench.method_tables import average_precision, detection_aps
+from attribench.method_reports import average_precision, detection_aps
 from attribench.methods import ju_fusion as ju
 from attribench.shards import encode_png, load_images, make_row, read_metadata, write_shard
 
@@ -212,7 +212,7 @@ def test_ju_binary_end_to_end_on_real_images(real_index, tmp_path, monkeypatch):
     log = (tmp_path / "results/runs/ju_binary/train.log").read_text()
     assert '"name": "ju"' in log
     # The detection table: AP per family, mAP, global AP; clean = the recorded predictions.
-    from attribench.method_tables import ju_detection
+    from attribench.method_reports import ju_detection
 
     cfg = {**_cfg(), "delivery": {"size": 64, "format": "jpeg", "quality": 95},
            "ju_detection": {"detector": "ju_binary", "positive": "fake",
@@ -261,7 +261,7 @@ def test_deepfeaturex_chain_weighted_ce_and_frozen_bases(real_index, tmp_path, m
     init = build_attributor("deepfeaturex", json.loads(Path("results/runs/dfx3/model.json").read_text())["attributor_spec"], 3)
     assert any(not torch.equal(v, state[f"head.{k}"]) for k, v in init.head.state_dict().items())
     # The table: base models, 3-class and binary (DM + GAN = fake) readings, clean and JPEG.
-    from attribench.method_tables import deepfeaturex_table
+    from attribench.method_reports import deepfeaturex_table
 
     cfg = {**cfg, "delivery": {"size": 64, "format": "jpeg", "quality": 95},
            "deepfeaturex": {"experiment": "dfx3", "bases": ["b_dm", "b_gan", "b_real"], "real_label": "real",

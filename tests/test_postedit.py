@@ -53,10 +53,12 @@ def test_edit_targets_cover_every_tool_and_band():
 
 
 def test_perturbed_test_set_keeps_parents_and_the_delivery(tmp_path):
-    from attribench.robustness import perturb_test_set
+    from attribench.derived_datasets import derived_view
 
     cfg, index = _setup(tmp_path)
-    out = perturb_test_set(cfg, index, {"name": "gaussian_blur", "radius": 2}, tmp_path / "blur.parquet")
+    out = tmp_path / "blur.parquet"
+    view = derived_view(cfg, index, {"name": "gaussian_blur", "radius": 2}, shard=out)
+    assert list(view["parent_id"]) == list(index["image_id"]) and (view["shard"] == str(out)).all()
     df = read_shard(out)
     assert sorted(df.parent_id) == sorted(index.image_id) and list(df.generator) == list(index.generator)
     assert set(df.format) == {"jpeg"} and set(df.width) == {16}

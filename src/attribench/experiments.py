@@ -22,6 +22,14 @@ PLOTS = Path("results/plots")  # DVC plot data (dvc.yaml `plots:`), one file per
 RUNS = Path("results/runs")
 
 
+def run_metrics(experiment: str) -> dict:
+    """A finished run's metrics.json (a run is finished when that file exists)."""
+    path = RUNS / experiment / "metrics.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: train experiment '{experiment}' first")
+    return json.loads(path.read_text())
+
+
 def upstream_runs(attributor: dict) -> list[str]:
     """Experiments whose trained runs an attributor builds on: spec keys ending in `_run` name one
     experiment, keys ending in `_runs` a mapping or list of them (e.g. DeepFeatureX's base models)."""

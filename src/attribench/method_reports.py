@@ -18,7 +18,6 @@ robustness.py.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -29,7 +28,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from attribench.datasets import label_of, select  # noqa: E402
-from attribench.experiments import RUNS, experiment_spec, predict_rows  # noqa: E402
+from attribench.experiments import RUNS, experiment_spec, predict_rows, run_metrics  # noqa: E402
 from attribench.io import atomic_path, save_png  # noqa: E402
 from attribench.robustness import perturbed_points  # noqa: E402
 from attribench.metrics import bootstrap_ci, classification_metrics  # noqa: E402
@@ -82,13 +81,6 @@ def detection_aps(is_fake: np.ndarray, score: np.ndarray, family: np.ndarray, se
     return rows
 
 
-def _run_meta(experiment: str) -> dict:
-    path = RUNS / experiment / "metrics.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: train experiment '{experiment}' first")
-    return json.loads(path.read_text())
-
-
 def _recorded(experiment: str, test: str, index: pd.DataFrame) -> pd.DataFrame:
     """A run's recorded test predictions joined with the index (generator, family)."""
     preds = pd.read_parquet(RUNS / experiment / f"predictions_{test}.parquet")
@@ -111,7 +103,7 @@ def _probs(cfg: dict, experiment: str, rows: pd.DataFrame) -> np.ndarray:
 def ju_detection(cfg: dict, index_path: str | Path, csv_out: str | Path, png_out: str | Path) -> pd.DataFrame:
     block, seed = cfg["ju_detection"], cfg["split"]["seed"]
     index = pd.read_parquet(index_path)
-    det = _run_meta(block["detector"])
+    det = run_metrics(block["detector"])
     classes, positive = det["classes"], block["positive"]
     if positive not in classes or len(classes) != 2:
         raise ValueError(f"ju_detection.detector {block['detector']} must be binary with class '{positive}'; has {classes}")
@@ -138,7 +130,7 @@ def ju_detection(cfg: dict, index_path: str | Path, csv_out: str | Path, png_out
     # 2. The same network N-way (head swapped): attribution accuracy, and detection by 1 - p(real).
     if block.get("attribution"):
         exp = block["attribution"]
-        meta = _run_meta(exp)
+        meta = run_metrics(exp)
         t = experiment_spec(cfg, exp)["test"][0]
         rec = _recorded(exp, t, index)
         ctx = dict(experiment=exp, attributor=meta["attributor_label"], train=meta["train_dataset"], test_set=t,
@@ -154,7 +146,7 @@ def ju_detection(cfg: dict, index_path: str | Path, csv_out: str | Path, png_out
     # 3. Trained without the held-out generators: AP on seen (in-distribution) and held-out test sets.
     if block.get("heldout"):
         exp = block["heldout"]
-        meta = _run_meta(exp)
+        meta = run_metrics(exp)
         tests = experiment_spec(cfg, exp)["test"]
         trained_on = set(select(index, meta["train_dataset"], cfg["datasets"][meta["train_dataset"]], seed)["generator"])
         for t in tests:
@@ -273,7 +265,7 @@ def deepfeaturex_table(cfg: dict, index_path: str | Path, csv_out: str | Path, p
 
     # Base models (Table 1): each on its own 90:10 test subset, its class as the positive.
     for exp in block.get("bases", []):
-        meta = _run_meta(exp)
+        meta = run_metrics(exp)
         t = experiment_spec(cfg, exp)["test"][0]
         rec = pd.read_parquet(RUNS / exp / f"predictions_{t}.parquet")
         pos = next(c for c in meta["classes"] if c != "others")
@@ -282,11 +274,11 @@ def deepfeaturex_table(cfg: dict, index_path: str | Path, csv_out: str | Path, p
             perturbation="clean", level=None, n=len(rec), n_classes=2)
 
     # The DM / GAN / real model (Tables 2, 3), clean and under JPEG; the N-way head on the same images.
-    meta = _run_meta(block["experiment"])
+    meta = run_metrics(block["experiment"])
     classes, real = meta["classes"], block["real_label"]
     test = experiment_spec(cfg, block["experiment"])["test"][0]
     rows = _test_view(cfg, index, test, classes)
-    nway = _run_meta(block["attribution"]) if block.get("attribution") else None
+    nway = run_metrics(block["attribution"]) if block.get("attribution") else None
     for axis, level, ds in perturbed_points(cfg, rows, block.get("perturbations", {})):
         ctx = dict(perturbation=axis, level=level, test_set=test, n=len(ds))
         probs = _probs(cfg, block["experiment"], ds)

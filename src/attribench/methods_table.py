@@ -10,7 +10,6 @@ encoder; frozen-feature extraction, computed once and cached, is not in it) and 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -21,36 +20,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from attribench.experiments import RUNS, experiment_spec, predict_rows, run_metrics, upstream_runs, uses_text  # noqa: E402
 from attribench.io import atomic_path, save_png  # noqa: E402
-
-RUNS = Path("results/runs")
-
-
-def _metrics(exp: str) -> dict:
-    path = RUNS / exp / "metrics.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: train experiment '{exp}' first")
-    return json.loads(path.read_text())
 
 
 def total_train_seconds(cfg: dict, exp: str) -> float:
     """The run's own training time plus that of every run it builds on (recursively)."""
-    from attribench.experiments import experiment_spec, upstream_runs
-
     ups = upstream_runs(experiment_spec(cfg, exp)["attributor"])
-    return float(_metrics(exp)["train_seconds"]) + sum(total_train_seconds(cfg, u) for u in ups)
-
-
-def _accuracy(rows: pd.DataFrame, probs: np.ndarray, classes: list[str]) -> float:
-    known = rows["generator"].isin(classes).to_numpy()
-    pred = np.asarray(classes)[probs.argmax(1)]
-    return float((pred[known] == rows["generator"].to_numpy()[known]).mean())
+    return float(run_metrics(exp)["train_seconds"]) + sum(total_train_seconds(cfg, u) for u in ups)
 
 
 def inference_seconds(spec: dict, run_dir: Path, rows: pd.DataFrame) -> float:
     """Wall time of `train.predict` on the rows' encoded images: decode, resize, any frozen backbone
     (recomputed, never the feature cache), the model. What a user pays per new image."""
-    from attribench.experiments import uses_text
     from attribench.shards import load_images
     from attribench.train import predict
 
@@ -64,19 +46,19 @@ def inference_seconds(spec: dict, run_dir: Path, rows: pd.DataFrame) -> float:
 
 def method_row(cfg: dict, key: str, entry: dict, test_rows: pd.DataFrame) -> dict:
     from attribench.derived_datasets import derived_view
-    from attribench.experiments import experiment_spec, predict_rows
 
     mt = cfg["methods_table"]
-    m = _metrics(entry["experiment"])
+    m = run_metrics(entry["experiment"])
     spec = experiment_spec(cfg, entry["experiment"])
     block = m["test"].get(mt["dataset"])
     if block is None:
         raise KeyError(f"methods_table.entries.{key}: run '{entry['experiment']}' was not tested on '{mt['dataset']}'")
     rows = test_rows[test_rows["generator"].isin(m["classes"])].reset_index(drop=True)
     seconds = inference_seconds(spec, RUNS / entry["experiment"], rows)
+    # The same test images re-encoded (cached derived view: parents' classes, derived image ids).
     jpeg = derived_view(cfg, rows, {"name": "jpeg", "quality": mt["jpeg_quality"]})
-    jpeg_rows = rows.assign(image_id=jpeg["image_id"].to_numpy(), shard=jpeg["shard"].to_numpy())
-    jpeg_acc = _accuracy(jpeg_rows, predict_rows(cfg, spec, RUNS / entry["experiment"], jpeg_rows), m["classes"])
+    jpeg_pred = np.asarray(m["classes"])[predict_rows(cfg, spec, RUNS / entry["experiment"], jpeg).argmax(1)]
+    jpeg_acc = float((jpeg_pred == jpeg["generator"].to_numpy()).mean())
     row = {
         "method": entry.get("method", ""), "attributor": entry.get("label") or m["attributor_label"], "key": key,
         "experiment": entry["experiment"], "model": m["model"], "n_classes": m["n_classes"], "chance": m["chance"],
@@ -89,7 +71,7 @@ def method_row(cfg: dict, key: str, entry: dict, test_rows: pd.DataFrame) -> dic
     }
     held = entry.get("heldout_experiment")
     if held:
-        hm = _metrics(held)
+        hm = run_metrics(held)
         seen = next((b for t, b in hm["test"].items() if cfg["datasets"][t].get("heldout") == "seen"), {})
         unseen = next((b for t, b in hm["test"].items() if cfg["datasets"][t].get("heldout") == "unseen"), None)
         if unseen is None:

@@ -15,15 +15,7 @@ import pandas as pd  # noqa: E402
 
 from attribench.io import atomic_path, save_png  # noqa: E402
 from attribench.metrics import bootstrap_ci, classification_metrics  # noqa: E402
-from attribench.postedit import test_rows, transform_rows  # noqa: E402
-
-
-def perturb_test_set(cfg: dict, rows: pd.DataFrame, spec: dict, out: Path) -> Path:
-    """The test images under `spec`, re-delivered (same container as training), parents kept."""
-    from attribench.transforms import make_spec
-
-    spec = make_spec(spec)
-    return transform_rows(cfg, rows, spec, out, spec, batch_size=64)
+from attribench.postedit import test_rows  # noqa: E402
 
 
 # The parameter a curve puts on its x axis; JSON snapshots sort keys, so "first parameter" is not it.

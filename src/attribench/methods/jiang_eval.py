@@ -24,13 +24,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from attribench.datasets import select
+from attribench.experiments import RUNS
 from attribench.io import atomic_path
 from attribench.methods.jiang_siamese import backend_renderer, load_encoder, pair_metrics, verify_by_regeneration
 from attribench.methods.jiang_train import embed_pixels, pair_scores, pixels_of
 from attribench.registry import Registry
 from attribench.shards import load_images
 
-RUNS = Path("results/runs")
 COLUMNS = ["encoder", "backbone", "dataset", "mode", "generator_a", "generator_b", "TP", "FP", "FN", "TN",
            "recall", "precision", "F1", "accuracy", "AUC", "n_pairs", "threshold", "profile"]
 
