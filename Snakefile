@@ -11,7 +11,7 @@ configfile: "params.yaml"
 
 # Stop before any job if params.yaml is malformed. Our check first: it names the dotted key path
 # (profiles.smoke.generators.sd_tiny.guidnce); then snakemake's own validation of the same schema.
-from attribench.config import validate as check_params
+from attribench.core.config import validate as check_params
 
 check_params(config)
 validate(config, "workflow/schemas/params.schema.yaml", set_default=False)

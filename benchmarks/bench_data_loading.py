@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from attribench.imagedata import index_dataset, resize_crop
-from attribench.shards import load_images
-from attribench.train import torch_settings
+from attribench.data.imagedata import index_dataset, resize_crop
+from attribench.data.shards import load_images
+from attribench.training.loop import torch_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 INDEX = ROOT / "data/smoke/dataset/index.parquet"

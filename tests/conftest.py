@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+import attribench.plugins  # noqa: F401  every registry filled, as in a run
+
 # Nothing in the test suite may reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -17,7 +19,7 @@ def repo() -> Path:
 
 @pytest.fixture()
 def smoke_cfg():
-    from attribench import config
+    from attribench.core import config
 
     return config.load(REPO / "params.yaml", {"profile": "smoke"})
 

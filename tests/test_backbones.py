@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import save_file
 from skimage.data import chelsea
 
-from attribench.backbones import BACKBONES, load_backbone
-from attribench.features import _batches
-from attribench.shards import encode_png
-from attribench.text_encoders import load_text_encoder
+from attribench.models.backbones import BACKBONES, load_backbone
+from attribench.models.features import _batches
+from attribench.data.shards import encode_png
+from attribench.models.text_encoders import load_text_encoder
 
 torch.set_num_threads(1)
 
@@ -106,7 +106,7 @@ def test_minilm_paraphrases_are_close():
 def test_clip_text_encoder_from_local_dir(tmp_path):
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
-    from attribench.generators.zoo import _clip_tokenizer
+    from attribench.data.zoo import _clip_tokenizer
 
     torch.manual_seed(0)
     cfg = CLIPTextConfig(vocab_size=1000, hidden_size=32, intermediate_size=37, num_hidden_layers=1,

@@ -4,7 +4,7 @@ import sys
 import pytest
 import yaml
 
-from attribench import config
+from attribench.core import config
 
 
 def test_smoke_and_paper_profiles_resolve(repo):

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from attribench.datasets import select, split_counts
+from attribench.data.views import select, split_counts
 
 
 def _index(n_prompts=40, gens=("a", "b", "real")):

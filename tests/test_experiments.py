@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from attribench.experiments import experiment_spec, run_experiment
-from attribench.shards import encode_png, make_row, read_metadata, write_shard
-from attribench.train import predict
-from attribench.shards import load_images
+from attribench.experiments.runs import experiment_spec, run_experiment
+from attribench.data.shards import encode_png, make_row, read_metadata, write_shard
+from attribench.training.loop import predict
+from attribench.data.shards import load_images
 
 COLOURS = {"red": (190, 60, 60), "blue": (60, 80, 190)}
 

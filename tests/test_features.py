@@ -10,13 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from attribench import features as feat
-from attribench.features import (
+from attribench.models import features as feat
+from attribench.models.features import (
     EMPTY_PROMPT, compute_vectors, feature_inputs, fuse, gram_features, gram_matrix, gram_size, gram_vector,
     image_features, read_vectors, text_features,
 )
-from attribench.shards import encode_png, load_images, make_row, read_metadata, write_shard
-from attribench.style import gram_density_plot
+from attribench.data.shards import encode_png, load_images, make_row, read_metadata, write_shard
+from attribench.models.style import gram_density_plot
 
 torch.set_num_threads(1)
 LITE0 = {"backbone": "efficientnet_lite0", "spec": {}, "input_size": 32}
@@ -133,7 +133,7 @@ def test_feature_inputs_compute_once(toy_index, tmp_path, monkeypatch):
 
 
 def test_feature_run_predict_recomputes_from_images(toy_index, tmp_path):
-    from attribench.train import predict, train_run
+    from attribench.training.loop import predict, train_run
 
     spec_f = {"image": LITE0}
     inputs = feature_inputs(toy_index, spec_f, tmp_path / "cache")

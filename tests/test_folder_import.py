@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from attribench.generators.folder_backend import BadImportFiles
-from attribench.render import render_shard
-from attribench.shards import read_shard
+from attribench.data.generators.folder_backend import BadImportFiles
+from attribench.data.render import render_shard
+from attribench.data.shards import read_shard
 
 
 @pytest.fixture()

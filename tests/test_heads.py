@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from attribench.attributors import build_attributor
-from attribench.backbones import load_backbone
-from attribench.imagedata import IMAGENET_MEAN, IMAGENET_STD
-from attribench.shards import encode_png, load_images, make_row, read_metadata, write_shard
-from attribench.train import load_model, predict, predict_features, train_run
+from attribench.models.attributors import build_attributor
+from attribench.models.backbones import load_backbone
+from attribench.data.imagedata import IMAGENET_MEAN, IMAGENET_STD
+from attribench.data.shards import encode_png, load_images, make_row, read_metadata, write_shard
+from attribench.training.loop import load_model, predict, predict_features, train_run
 
 torch.set_num_threads(1)
 

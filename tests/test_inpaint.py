@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 import attribench.transforms as T
-from attribench.shards import decode, encode_png, make_row, read_shard, write_shard
+from attribench.data.shards import decode, encode_png, make_row, read_shard, write_shard
 from attribench.transforms.inpaint import SDXL_INPAINT, edit_mask
 from attribench.transforms.masks import BANDS, free_form_mask, mask_area, mask_seed
 
@@ -68,7 +68,7 @@ def tiny_inpainters(tmp_path_factory):
     """Tiny SD/SDXL inpaint pipelines from zoo components, saved and reloaded like a hub checkpoint."""
     from diffusers import StableDiffusionInpaintPipeline, StableDiffusionXLInpaintPipeline
 
-    from attribench.generators import zoo
+    from attribench.data import zoo
 
     root, out = tmp_path_factory.mktemp("inpaint"), {}
     # 4-channel UNet: diffusers' "legacy" inpainting (re-noised original blended in outside the mask each step).

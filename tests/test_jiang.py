@@ -11,13 +11,13 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from attribench.attributors import build_attributor
-from attribench.experiments import run_experiment
-from attribench.methods import jiang_eval as je
+from attribench.models.attributors import build_attributor
+from attribench.experiments.runs import run_experiment
+from attribench.reports import jiang_pairs as je
 from attribench.methods import jiang_siamese as js
 from attribench.methods import jiang_train as jt
-from attribench.shards import encode_png, load_images, make_row, read_metadata, write_shard
-from attribench.trainers import trainer_name
+from attribench.data.shards import encode_png, load_images, make_row, read_metadata, write_shard
+from attribench.training.trainers import trainer_name
 
 torch.set_num_threads(1)
 COLOURS = {"red": (200, 50, 50), "green": (50, 180, 60), "blue": (50, 70, 200)}
@@ -119,7 +119,7 @@ def test_pair_rows_match_a_brute_force_count():
 
 
 def test_regenerate_flow_with_a_real_tiny_zoo_pipeline(tmp_path):
-    from attribench.generators.zoo import save_zoo_model
+    from attribench.data.zoo import save_zoo_model
 
     zoo = save_zoo_model("sd", tmp_path / "sd_tiny", seed=1)
     gen = {"backend": "diffusers", "family": "sd", "model": str(zoo), "pipeline": "StableDiffusionPipeline",
@@ -137,7 +137,7 @@ def test_regenerate_flow_with_a_real_tiny_zoo_pipeline(tmp_path):
 
 
 def test_jiang_pairs_table_both_modes(toy, encoder_run, monkeypatch):
-    from attribench.generators import BACKENDS, Backend
+    from attribench.data.generators import BACKENDS, Backend
 
     root, index, cfg = toy
     run, _ = encoder_run

@@ -12,13 +12,13 @@ import torch
 from safetensors.torch import load_file
 from sklearn.metrics import average_precision_score
 
-from attribench import hooks
-from attribench.datasets import label_map, select
-from attribench.experiments import run_experiment
-from attribench.imagedata import ImageDataset, decode_pixels, resize_crop_pixels
-from attribench.method_reports import average_precision, detection_aps
+from attribench.training import hooks
+from attribench.data.views import label_map, select
+from attribench.experiments.runs import run_experiment
+from attribench.data.imagedata import ImageDataset, decode_pixels, resize_crop_pixels
+from attribench.reports.method_reports import average_precision, detection_aps
 from attribench.methods import ju_fusion as ju
-from attribench.shards import encode_png, load_images, make_row, read_metadata, write_shard
+from attribench.data.shards import encode_png, load_images, make_row, read_metadata, write_shard
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -212,7 +212,7 @@ def test_ju_binary_end_to_end_on_real_images(real_index, tmp_path, monkeypatch):
     log = (tmp_path / "results/runs/ju_binary/train.log").read_text()
     assert '"name": "ju"' in log
     # The detection table: AP per family, mAP, global AP; clean = the recorded predictions.
-    from attribench.method_reports import ju_detection
+    from attribench.reports.method_reports import ju_detection
 
     cfg = {**_cfg(), "delivery": {"size": 64, "format": "jpeg", "quality": 95},
            "ju_detection": {"detector": "ju_binary", "positive": "fake",
@@ -255,13 +255,13 @@ def test_deepfeaturex_chain_weighted_ce_and_frozen_bases(real_index, tmp_path, m
         base = load_file(f"results/runs/b_{g}/model.safetensors")
         own = {k.split(".", 2)[2]: v for k, v in state.items() if k.startswith(f"bases.{i}.")}
         assert own and all(torch.equal(v, base[k]) for k, v in own.items())
-    from attribench.attributors import build_attributor
+    from attribench.models.attributors import build_attributor
 
     torch.manual_seed(0)  # train_run's seed: the head the run started from
     init = build_attributor("deepfeaturex", json.loads(Path("results/runs/dfx3/model.json").read_text())["attributor_spec"], 3)
     assert any(not torch.equal(v, state[f"head.{k}"]) for k, v in init.head.state_dict().items())
     # The table: base models, 3-class and binary (DM + GAN = fake) readings, clean and JPEG.
-    from attribench.method_reports import deepfeaturex_table
+    from attribench.reports.method_reports import deepfeaturex_table
 
     cfg = {**cfg, "delivery": {"size": 64, "format": "jpeg", "quality": 95},
            "deepfeaturex": {"experiment": "dfx3", "bases": ["b_dm", "b_gan", "b_real"], "real_label": "real",

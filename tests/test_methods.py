@@ -14,11 +14,11 @@ from PIL import Image
 from safetensors.torch import save_file
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
 
-from attribench.attributors import build_attributor
+from attribench.models.attributors import build_attributor
 from attribench.methods import deepfeaturex as dfx
 from attribench.methods import jiang_siamese as js
 from attribench.methods import ju_fusion as ju
-from attribench.shards import encode_png
+from attribench.data.shards import encode_png
 
 torch.set_num_threads(1)
 TINY = "test_resnet"  # timm's test model: 96-d features, stride 32
@@ -113,7 +113,7 @@ def test_siamese_encoder_and_regeneration_verification(monkeypatch):
     assert not js.verify_by_regeneration(query, "a cat", lambda c: _png(1), enc, threshold=1.01)["same_generator"]
 
     # Production renderer: the generator's attribench backend, loaded once, seeded per caption.
-    from attribench.generators import BACKENDS, Backend
+    from attribench.data.generators import BACKENDS, Backend
 
     class Fake(Backend):
         name, loads = "fake_verify", []
@@ -285,8 +285,8 @@ def test_deepfeaturex_shapes_frozen_bases_and_base_runs(tmp_path):
 
 
 def test_ju_fusion_and_deepfeaturex_train_through_train_run(tmp_path):
-    from attribench.shards import load_images, make_row, read_metadata, write_shard
-    from attribench.train import predict, train_run
+    from attribench.data.shards import load_images, make_row, read_metadata, write_shard
+    from attribench.training.loop import predict, train_run
 
     rng = np.random.default_rng(0)
     rows = []

@@ -6,10 +6,10 @@ import pytest
 from PIL import Image
 from sklearn.metrics import average_precision_score
 
-from attribench import config
-from attribench.experiments import run_experiment
-from attribench.methods_table import build_methods_table
-from attribench.shards import encode_png, make_row, read_metadata, write_shard
+from attribench.core import config
+from attribench.experiments.runs import run_experiment
+from attribench.reports.methods_table import build_methods_table
+from attribench.data.shards import encode_png, make_row, read_metadata, write_shard
 
 COLOURS = {"real": (120, 120, 120), "red": (190, 60, 60), "blue": (60, 80, 190), "green": (60, 170, 80)}
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score
 
-from attribench.metrics import bootstrap_ci, classification_metrics, plot_confusion
+from attribench.training.metrics import bootstrap_ci, classification_metrics, plot_confusion
 
 LABELS = ["real", "sd15", "sdxl", "dalle3"]
 # 12 test images; 8 correct by hand: real 3/3, sd15 2/4, sdxl 2/3, dalle3 1/2.

@@ -12,11 +12,11 @@ from openai_standin import CHAT, IMAGES, chat_reply, error, image_reply, openai_
 from PIL import Image
 
 from attribench import cli
-from attribench.generators.openai_backend import BudgetExceeded, BackendNotConfigured, OpenAIBackend
-from attribench.openai_prompts import SYSTEM, NotConfigured, OpenAIRequestFailed, generate_prompts, norm
-from attribench.prompts import build_prompt_table, grammar_prompts, write_prompts
-from attribench.render import render_shard
-from attribench.shards import read_shard
+from attribench.data.generators.openai_backend import BudgetExceeded, BackendNotConfigured, OpenAIBackend
+from attribench.data.openai_prompts import SYSTEM, NotConfigured, OpenAIRequestFailed, generate_prompts, norm
+from attribench.data.prompts import build_prompt_table, grammar_prompts, write_prompts
+from attribench.data.render import render_shard
+from attribench.data.shards import read_shard
 
 SECRET = f"sk-standin-{uuid.uuid4().hex}"
 FAST = dict(retry_delay=0.001)

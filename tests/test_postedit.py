@@ -7,8 +7,8 @@ import numpy as np
 
 from PIL import Image
 
-from attribench.postedit import edit_targets, import_external_edits
-from attribench.shards import encode_png, make_row, read_metadata, read_shard, write_shard
+from attribench.transforms.postedit import edit_targets, import_external_edits
+from attribench.data.shards import encode_png, make_row, read_metadata, read_shard, write_shard
 
 
 def _setup(tmp_path):
@@ -53,7 +53,7 @@ def test_edit_targets_cover_every_tool_and_band():
 
 
 def test_perturbed_test_set_keeps_parents_and_the_delivery(tmp_path):
-    from attribench.derived_datasets import derived_view
+    from attribench.transforms.derived import derived_view
 
     cfg, index = _setup(tmp_path)
     out = tmp_path / "blur.parquet"

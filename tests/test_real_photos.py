@@ -3,8 +3,8 @@ import csv
 import pytest
 from PIL import Image
 
-from attribench import real_photos
-from attribench.real_photos import export_sample_photos, sample_photo_paths
+from attribench.data import real_photos
+from attribench.data.real_photos import export_sample_photos, sample_photo_paths
 
 
 @pytest.fixture(scope="module")

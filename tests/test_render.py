@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from attribench.prompts import write_prompts
-from attribench.render import render_shard
-from attribench.shards import read_shard
+from attribench.data.prompts import write_prompts
+from attribench.data.render import render_shard
+from attribench.data.shards import read_shard
 
 
 def _gan_cfg(count=64, batch=4):

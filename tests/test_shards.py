@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from attribench.delivery import deliver_shard
-from attribench.shards import content_id, encode_png, make_row, read_shard, write_shard
+from attribench.data.delivery import deliver_shard
+from attribench.data.shards import content_id, encode_png, make_row, read_shard, write_shard
 
 
 def _img(color, size=(40, 30)):

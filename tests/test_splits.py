@@ -1,8 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from attribench.shards import encode_png, make_row, write_shard
-from attribench.splits import assign_splits, build_index
+from attribench.data.shards import encode_png, make_row, write_shard
+from attribench.data.splits import assign_splits, build_index
 
 
 def _shards(tmp_path, gens=("a", "b", "c"), n_prompts=60):

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 diffusers = pytest.importorskip("diffusers")
-from attribench import config  # noqa: E402
-from attribench.experiments import experiment_index, experiment_spec  # noqa: E402
-from attribench.generators import get_backend  # noqa: E402
-from attribench.generators.base import RenderItem  # noqa: E402
-from attribench.generators.zoo import save_zoo_model  # noqa: E402
-from attribench.prompts import write_prompts  # noqa: E402
-from attribench.studies import SEP, generator_spec, split_config, studies, study_classes  # noqa: E402
-from attribench.tables import build_table  # noqa: E402
+from attribench.core import config  # noqa: E402
+from attribench.experiments.runs import experiment_index, experiment_spec  # noqa: E402
+from attribench.data.generators import get_backend  # noqa: E402
+from attribench.data.generators.base import RenderItem  # noqa: E402
+from attribench.data.zoo import save_zoo_model  # noqa: E402
+from attribench.data.prompts import write_prompts  # noqa: E402
+from attribench.core.hp_studies import SEP, generator_spec, split_config, studies, study_classes  # noqa: E402
+from attribench.reports.tables import build_table  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array:DeprecationWarning")
 

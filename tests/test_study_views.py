@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from attribench.experiments import experiment_spec, run_experiment, transform_status
-from attribench.shards import decode, load_images, read_metadata
-from attribench.study_figures import study_rows
+from attribench.experiments.runs import experiment_spec, run_experiment, transform_status
+from attribench.data.shards import decode, load_images, read_metadata
+from attribench.reports.study_figures import study_rows
 from attribench.transforms import apply, make_spec
 from test_experiments import _cfg, _index
 

@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from attribench.tables import TABLES, build_table
+from attribench.reports.tables import TABLES, build_table
 
 
 def _run(train, accs):

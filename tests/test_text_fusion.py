@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from attribench.attributors import build_attributor
-from attribench.features import feature_inputs
-from attribench.imagedata import ImageDataset
-from attribench.shards import encode_png, load_images, make_row, read_metadata, write_shard
-from attribench.train import predict, train_run
+from attribench.models.attributors import build_attributor
+from attribench.models.features import feature_inputs
+from attribench.data.imagedata import ImageDataset
+from attribench.data.shards import encode_png, load_images, make_row, read_metadata, write_shard
+from attribench.training.loop import predict, train_run
 
 torch.set_num_threads(1)
 # One prompt theme per class: the text identifies the class, the image (uniform noise) does not.

@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from attribench.attributors import build_attributor
-from attribench.imagedata import ImageDataset, resize_crop
-from attribench.shards import encode_png, load_images, make_row, read_metadata, write_shard
-from attribench.train import load_model, lr_at, predict, train_run
+from attribench.models.attributors import build_attributor
+from attribench.data.imagedata import ImageDataset, resize_crop
+from attribench.data.shards import encode_png, load_images, make_row, read_metadata, write_shard
+from attribench.training.loop import load_model, lr_at, predict, train_run
 
 CLASSES = ["red", "green", "blue"]
 COLOURS = {"red": (190, 60, 60), "green": (60, 170, 70), "blue": (60, 80, 190), "yellow": (200, 200, 40)}

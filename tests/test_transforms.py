@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import attribench.transforms as T
-from attribench.shards import content_id, encode_png, make_row, read_shard, write_shard
+from attribench.data.shards import content_id, encode_png, make_row, read_shard, write_shard
 from attribench.transforms.perturb import sdedit_schedule
 
 
@@ -175,7 +175,7 @@ def test_derived_shards_keep_parents_and_compose_specs(tmp_path):
 
 @pytest.fixture(scope="module")
 def zoo_sd(tmp_path_factory):
-    from attribench.generators import zoo
+    from attribench.data import zoo
 
     return str(zoo.save_zoo_model("sd", tmp_path_factory.mktemp("zoo") / "sd"))
 
@@ -218,7 +218,7 @@ def test_depth_loader_runs_a_tiny_random_depth_anything(tmp_path):
 def _tiny_marigold(cls, path, n_targets, **extra):
     from diffusers import DDIMScheduler, UNet2DConditionModel
 
-    from attribench.generators import zoo
+    from attribench.data import zoo
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(sample_size=8, in_channels=4 * (1 + n_targets), out_channels=4 * n_targets,

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 diffusers = pytest.importorskip("diffusers")
-from attribench.generators.zoo import ZOO_FAMILIES, build_pipeline, save_zoo_model  # noqa: E402
+from attribench.data.zoo import ZOO_FAMILIES, build_pipeline, save_zoo_model  # noqa: E402
 
 # diffusers' schedulers hand torch tensors to numpy: numpy-2 DeprecationWarnings, harmless here.
 pytestmark = pytest.mark.filterwarnings("ignore:__array:DeprecationWarning")

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from attribench import config as config_mod
+from attribench.core import config as config_mod
 
 
 def _cfg(args) -> dict:
@@ -23,7 +23,7 @@ def cmd_validate(args, cfg):
 
 
 def cmd_prompts(args, cfg):
-    from attribench.prompts import write_prompts
+    from attribench.data.prompts import write_prompts
 
     spec = cfg["prompts"]["sources"].get(args.source)
     if spec is None:
@@ -32,7 +32,7 @@ def cmd_prompts(args, cfg):
 
 
 def cmd_build_zoo(args, cfg):
-    from attribench.generators.zoo import save_zoo_model
+    from attribench.data.zoo import save_zoo_model
 
     spec = cfg["zoo"].get(args.name)
     if spec is None:
@@ -43,29 +43,29 @@ def cmd_build_zoo(args, cfg):
 
 
 def cmd_sample_photos(args, cfg):
-    from attribench.real_photos import export_sample_photos
+    from attribench.data.real_photos import export_sample_photos
 
     export_sample_photos(args.out)
 
 
 def cmd_render(args, cfg):
-    from attribench.render import render_shard
+    from attribench.data.render import render_shard
 
     render_shard(cfg, args.generator, args.chunk, args.out, args.prompts)
 
 
 def cmd_deliver(args, cfg):
-    from attribench.delivery import deliver_shard
+    from attribench.data.delivery import deliver_shard
 
     deliver_shard(args.raw, args.out, cfg["delivery"])
 
 
 def cmd_split(args, cfg):
-    from attribench.splits import write_index
+    from attribench.data.splits import write_index
 
     split_cfg = cfg["split"]
     if args.study:  # a hyperparameter study's own index: its classes only, its split settings
-        from attribench.studies import split_config
+        from attribench.core.hp_studies import split_config
 
         split_cfg = split_config(cfg, args.study)
     write_index(args.shards, split_cfg, args.out)
@@ -74,7 +74,7 @@ def cmd_split(args, cfg):
 def cmd_summary(args, cfg):
     import pandas as pd
 
-    from attribench.summary import write_montage, write_summary
+    from attribench.reports.dataset_summary import write_montage, write_summary
 
     index = pd.read_parquet(args.index)
     write_summary(index, args.csv)
@@ -83,25 +83,25 @@ def cmd_summary(args, cfg):
 
 
 def cmd_train(args, cfg):
-    from attribench.experiments import run_experiment
+    from attribench.experiments.runs import run_experiment
 
     run_experiment(cfg, args.experiment, args.index, args.out, threads=args.threads)
 
 
 def cmd_table(args, cfg):
-    from attribench.tables import build_table
+    from attribench.reports.tables import build_table
 
     build_table(args.name, args.metrics, args.csv, args.md, args.dvc_metrics, png_out=args.png)
 
 
 def cmd_figure(args, cfg):
-    from attribench.figures import build_figure
+    from attribench.reports.figures import build_figure
 
     build_figure(args.name, args.metrics, args.csv, args.png, cfg=cfg, index_path=args.index)
 
 
 def cmd_edit(args, cfg):
-    from attribench.postedit import edit_with_transform, import_external_edits
+    from attribench.transforms.postedit import edit_with_transform, import_external_edits
 
     tool = cfg["post_editing"]["tools"].get(args.tool)
     if tool is None:
@@ -113,33 +113,34 @@ def cmd_edit(args, cfg):
 
 
 def cmd_table4(args, cfg):
-    from attribench.postedit import build_table4, edit_targets
+    from attribench.reports.table4 import build_table4
+    from attribench.transforms.postedit import edit_targets
 
     build_table4(cfg, args.index, edit_targets(cfg), args.run, args.csv, args.md, args.confusion_dir)
 
 
 def cmd_robustness(args, cfg):
-    from attribench.robustness import robustness_curves
+    from attribench.reports.robustness import robustness_curves
 
     robustness_curves(cfg, args.index, args.run, args.csv, args.png)
 
 
 def cmd_methods(args, cfg):
-    from attribench.methods_table import build_methods_table
+    from attribench.reports.methods_table import build_methods_table
 
     build_methods_table(cfg, args.index, args.csv, args.png)
 def cmd_jiang_pairs(args, cfg):
-    from attribench.methods.jiang_eval import write_jiang_pairs
+    from attribench.reports.jiang_pairs import write_jiang_pairs
 
     write_jiang_pairs(cfg, args.index, args.csv, args.png)
 def cmd_ju_detection(args, cfg):
-    from attribench.method_reports import ju_detection
+    from attribench.reports.method_reports import ju_detection
 
     ju_detection(cfg, args.index, args.csv, args.png)
 
 
 def cmd_deepfeaturex_table(args, cfg):
-    from attribench.method_reports import deepfeaturex_table
+    from attribench.reports.method_reports import deepfeaturex_table
 
     deepfeaturex_table(cfg, args.index, args.csv, args.png)
 

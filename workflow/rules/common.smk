@@ -2,10 +2,10 @@
 import json
 from pathlib import Path
 
-from attribench import config as ab_config
-from attribench.generators import get_backend
-from attribench.render import content_spec
-from attribench.studies import SEP, all_study_generators, split_config, studies
+from attribench.core import config as ab_config
+from attribench.data.generators import get_backend
+from attribench.data.render import content_spec
+from attribench.core.hp_studies import SEP, all_study_generators, split_config, studies
 
 P = ab_config.resolve(config)  # profile overlay + schema check of the merged settings
 CFG = str(ab_config.snapshot(P))  # every job reads the same resolved settings
@@ -79,9 +79,9 @@ def render_inputs(wc):
     return inputs
 
 
-from attribench.experiments import experiment_index, experiment_spec, transform_status, upstream_runs
-from attribench.postedit import edit_targets
-from attribench.methods.jiang_eval import suspects_of
+from attribench.experiments.runs import experiment_index, experiment_spec, transform_status, upstream_runs
+from attribench.transforms.postedit import edit_targets
+from attribench.reports.jiang_pairs import suspects_of
 
 
 def table_experiments(table):

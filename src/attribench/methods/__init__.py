@@ -1,7 +1,7 @@
 """Methods from the literature run on attribench's bench (see each module's docstring for the paper).
 
 Importing this package registers the attributors `ju_fusion`, `deepfeaturex`, `jiang_siamese` and
-`jiang_probe`, and the `supcon` trainer (attribench.trainers).
+`jiang_probe`, and the `supcon` trainer (attribench.training.trainers).
 """
 
 from attribench.methods import deepfeaturex, jiang_siamese, ju_fusion  # noqa: F401

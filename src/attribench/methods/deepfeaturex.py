@@ -8,64 +8,15 @@ Paper references: sec. 4.1 (base models, 90:10 subsets), 4.2 (architecture, Eq. 
 
 from __future__ import annotations
 
-from fractions import Fraction
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 import timm
 import torch
 
-from attribench.attributors.registry import register
-from attribench.hooks import register_loss
-
-GROUPS = ("dm", "gan", "real")
-
-
-def _subset(df: pd.DataFrame, group: str, a: int, b: int, rng) -> pd.DataFrame:
-    focus = df[df["_group"] == group]
-    pool = df[df["_group"] != group]
-    k = min(len(focus) // a, len(pool) // b)  # the largest exact a:b split the rows allow
-    take_f = np.sort(rng.permutation(len(focus))[: a * k])
-    take_o = np.sort(rng.permutation(len(pool))[: b * k])
-    return pd.concat([focus.iloc[take_f].assign(generator=group), pool.iloc[take_o].assign(generator="others")])
-
-
-def base_model_subsets(index_df: pd.DataFrame, group_of: dict, ratio: float = 0.9, seed: int = 0,
-                       groups: Sequence[str] = GROUPS, only: str | None = None) -> dict[str, pd.DataFrame]:
-    """For each base model c in (dm, gan, real), the binary training set of sec. 4.1: the
-    predominant class c is the 90 side, "others" (images drawn at random from the two remaining
-    classes, pooled) the 10 side: "unbalanced with respect to each of the classes following a 90:10
-    ratio", Fig. 1(a); Table 1's ~99% recall on c is the mark of that majority. The counts are made
-    exactly ratio:(1-ratio) by keeping a random subset of the larger side where needed.
-
-    Rows keep their columns; `generator` becomes the binary label (c or "others", so the frame feeds
-    train_run(classes=[c, "others"]) directly) and the original is kept in `orig_generator`. With a
-    `split` column each split is subset on its own (train, val and test all 90:10). Deterministic:
-    rows are ordered by image_id and drawn with a generator seeded by (seed, base model, split).
-    `groups`: the classes (default dm, gan, real); `only`: build just that base model's subset (a
-    dataset view with `one_vs_rest`), drawn exactly as it is among all three."""
-    frac = Fraction(ratio).limit_denominator(1000)
-    a, b = frac.numerator, frac.denominator - frac.numerator  # 0.9 -> 9 focus : 1 other
-    unknown = set(index_df["generator"]) - set(group_of)
-    if unknown:
-        raise KeyError(f"group_of has no group for generator(s) {sorted(unknown)}")
-    groups = tuple(groups)
-    bad = set(group_of.values()) - set(groups)
-    if bad:
-        raise ValueError(f"groups must be among {groups}; got {sorted(bad)}")
-    df = index_df.sort_values("image_id").assign(orig_generator=index_df["generator"],
-                                                  _group=index_df["generator"].map(group_of))
-    parts = list(df.groupby("split", sort=True)) if "split" in df.columns else [(None, df)]
-    out = {}
-    for gi, group in enumerate(groups):
-        if only is not None and group != only:
-            continue
-        subsets = [_subset(rows, group, a, b, np.random.default_rng([seed, gi, si]))
-                   for si, (_, rows) in enumerate(parts)]
-        out[group] = pd.concat(subsets).drop(columns="_group").reset_index(drop=True)
-    return out
-
+from attribench.data.views import GROUPS, base_model_subsets  # noqa: F401  (the 90:10 subsets are a data view)
+from attribench.models.attributors.registry import register
+from attribench.training.hooks import register_loss
 
 class DeepFeatureX(torch.nn.Module):
     """Sec. 4.2 / Fig. 1(b): phi(I) = phi_DM(I) (+) phi_GAN(I) (+) phi_REAL(I), stacked as a
@@ -112,7 +63,7 @@ def _base(spec: dict, run_dir: str | None) -> torch.nn.Module:
     """One base model without its binary classifier ("last linear layer removed"): a fresh timm
     backbone, or the backbone of a trained timm_scratch run (a 2-class [c, "others"] train_run)."""
     if run_dir is not None:
-        from attribench.train import load_model  # lazy: train imports the attributor registry
+        from attribench.training.loop import load_model  # lazy: train imports the attributor registry
 
         model, _ = load_model(run_dir)
         if hasattr(model, "reset_classifier"):  # a timm_scratch run

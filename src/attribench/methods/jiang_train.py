@@ -1,5 +1,5 @@
 """The `supcon` trainer (kind `jiang_siamese`): Jiang et al.'s encoder trained with Eq. 1 on batches
-of whole prompt groups of the train split (sec. III-C, IV-B), registered in attribench.trainers.
+of whole prompt groups of the train split (sec. III-C, IV-B), registered in attribench.training.trainers.
 
 - Batches: `prompts_per_batch` whole prompt groups (`make_prompt_groups`, reshuffled each epoch with
   seed + epoch), so every anchor meets the other generators' renders of its own prompt, the
@@ -30,12 +30,12 @@ from safetensors.torch import save_file
 from sklearn.metrics import roc_auc_score, roc_curve
 from tqdm.auto import tqdm
 
-from attribench.attributors import build_attributor
-from attribench.imagedata import normalise, resize_crop
-from attribench.io import atomic_path
+from attribench.models.attributors import build_attributor
+from attribench.data.imagedata import normalise, resize_crop
+from attribench.core.io import atomic_path
 from attribench.methods.jiang_siamese import make_prompt_groups, supcon_loss
-from attribench.shards import load_images
-from attribench.trainers import register_trainer
+from attribench.data.shards import load_images
+from attribench.training.trainers import register_trainer
 
 DEFAULTS = {"lr": 1e-4, "weight_decay": 0.0, "seed": 0, "num_threads": None, "device": "cpu",
             "lr_step_epochs": 20, "lr_gamma": 0.4, "batch_size": 64}
@@ -86,7 +86,7 @@ def _lr(spec: dict, epoch: int) -> float:
 
 @register_trainer("supcon", kinds=["jiang_siamese"])
 def train_supcon(index: pd.DataFrame, spec: dict, out_dir: str | Path, inputs=None, text_inputs=None) -> dict:
-    from attribench.train import run_log  # lazy: train imports the attributor registry
+    from attribench.training.loop import run_log  # lazy: train imports the attributor registry
 
     if inputs is not None or text_inputs is not None:
         raise ValueError("the supcon trainer trains the encoder on images; jiang_siamese takes no feature/text inputs")
@@ -100,7 +100,7 @@ def train_supcon(index: pd.DataFrame, spec: dict, out_dir: str | Path, inputs=No
 
 
 def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log) -> dict:
-    from attribench.train import _param_groups, cpu_state, history_line
+    from attribench.training.loop import _param_groups, cpu_state, history_line
 
     classes, seed, device = list(spec["classes"]), int(spec["seed"]), spec["device"]
     aspec = spec["attributor_spec"]

@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 from torchvision.ops import roi_align
 
-from attribench.attributors.registry import register
-from attribench.hooks import register_augmentation
+from attribench.models.attributors.registry import register
+from attribench.training.hooks import register_augmentation
 from attribench.transforms.perturb import blur_sigma
 
 

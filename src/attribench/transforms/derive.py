@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from attribench.shards import decode, make_row, read_shard, write_shard
+from attribench.data.shards import decode, make_row, read_shard, write_shard
 from attribench.transforms.registry import encode, make_spec
 
 

@@ -24,19 +24,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from attribench.transforms.weights import NeedsWeights, weights_present  # noqa: F401  (re-exported)
+
 AVAILABILITY = ("ok", "needs weights", "not available")
-
-
-class NeedsWeights(RuntimeError):
-    """The transform needs pretrained weights that are not on this machine (never substituted)."""
-
-    def __init__(self, model: str, why: str = ""):
-        self.model = model
-        super().__init__(
-            f"needs weights: {model!r} is neither a local directory nor in the Hugging Face cache{why}. "
-            f"Fetch it on a machine with network (`hf download {model}`) or point the spec's `model` at a local copy; "
-            "transforms never download and never fall back to random weights."
-        )
 
 
 class NotAvailable(RuntimeError):
@@ -129,8 +119,6 @@ def _params(spec: dict) -> tuple[Transform, dict]:
 
 def availability(spec: str | dict) -> str:
     """Return "ok", "needs weights" or "not available": lets a table mark a row instead of failing the run."""
-    from attribench.transforms.weights import weights_present
-
     tr, params = _params(spec)
     if tr.unavailable:
         return "not available"
@@ -169,7 +157,7 @@ def encode(spec: str | dict, images: np.ndarray, ids: Sequence[str] | None = Non
     """Encoded outputs and their format: lossless PNG, or the transform's own bytes (JPEG *is* its output)."""
     from PIL import Image
 
-    from attribench.shards import encode_png
+    from attribench.data.shards import encode_png
 
     tr, params, meta = _prepare(spec, images, ids, prompts)
     if tr.to_bytes is not None:

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attribench.transforms.registry import NeedsWeights
+class NeedsWeights(RuntimeError):
+    """The transform needs pretrained weights that are not on this machine (never substituted)."""
+
+    def __init__(self, model: str, why: str = ""):
+        self.model = model
+        super().__init__(
+            f"needs weights: {model!r} is neither a local directory nor in the Hugging Face cache{why}. "
+            f"Fetch it on a machine with network (`hf download {model}`) or point the spec's `model` at a local copy; "
+            "transforms never download and never fall back to random weights."
+        )
 
 
 def resolve_weights(model: str) -> str:

@@ -1,0 +1,90 @@
+"""Load params.yaml, overlay the chosen profile, and validate against the one schema.
+
+Snakemake validates the raw file with `snakemake.utils.validate` (same schema); this module is the
+path for the CLI, DVC stages and tests, and formats errors so the offending key is named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from attribench.core.io import atomic_path
+from attribench.core.hp_studies import check as check_studies
+from attribench.core.schema import SCHEMA_PATH, ConfigError, deep_merge, load_schema, validate  # noqa: F401  (re-exported)
+
+# Relative to the working directory (the workflow root, where Snakemake and DVC run): the CLI reads the
+# params and schema of the project it is run in, not of the checkout it happened to be installed from.
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def resolve(raw: Mapping) -> dict:
+    """The effective config: common keys overlaid by `profiles[profile]`; validated."""
+    schema = load_schema()
+    validate(raw, schema)
+    name = raw["profile"]
+    if name not in raw["profiles"]:
+        raise ConfigError(f"params.yaml: profile: '{name}' is not one of {sorted(raw['profiles'])}")
+    cfg = {k: v for k, v in raw.items() if k != "profiles"}
+    cfg = deep_merge(cfg, raw["profiles"][name])
+    cfg.setdefault("seed", 0)
+    for key in ("zoo", "attributors", "datasets", "experiments", "tables", "hyperparameter_studies"):
+        cfg.setdefault(key, {})
+    cfg["generators"] = {k: v for k, v in cfg["generators"].items() if v.get("enabled", True)}
+    _expand_heldout(cfg)
+    resolved_schema = dict(schema["$defs"]["resolved"], **{"$defs": schema["$defs"]})
+    validate(cfg, resolved_schema, source=f"params.yaml (profile {name})")
+    for zname, z in cfg["zoo"].items():  # training stages (Table 3 checkpoints) continue an earlier stage
+        prev = cfg["zoo"].get(z.get("resume_from"), {}) if z.get("resume_from") else None
+        if prev is not None and prev.get("train_steps", 0) >= z.get("train_steps", 0):
+            raise ConfigError(f"params.yaml: zoo.{zname}.resume_from: '{z['resume_from']}' must be a zoo entry "
+                              "trained for fewer train_steps")
+    check_studies(cfg, schema)
+    return cfg
+
+
+def load(path: str | Path = DEFAULT_PARAMS, overrides: Mapping[str, Any] | None = None) -> dict:
+    raw = yaml.safe_load(Path(path).read_text())
+    if overrides:
+        raw = deep_merge(raw, overrides)
+    return resolve(raw)
+
+
+def fingerprint(obj: Any) -> str:
+    """Stable short hash of a JSON-able object (used to key resumable partial work)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def snapshot(cfg: Mapping, folder: str | Path = ".snakemake/attribench") -> Path:
+    """Write the resolved config for the jobs of this run (rewritten only when it changes).
+
+    One file per profile: a paper dry-run must never change what running smoke jobs read."""
+    path = Path(folder) / f"config-{cfg['profile']}.json"
+    text = json.dumps(cfg, indent=1, sort_keys=True)
+    if not path.exists() or path.read_text() != text:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    return path
+
+
+def _expand_heldout(cfg: dict) -> None:
+    """Dataset views with `heldout: seen | unseen` become explicit class filters, so the held-out
+    generators are named once (`heldout_generators`) and every run's settings list them."""
+    held = list(cfg.get("heldout_generators") or [])
+    unknown = sorted(set(held) - set(cfg["generators"]))
+    if unknown:
+        raise ConfigError(f"params.yaml: heldout_generators: {unknown} are not generators (known: {sorted(cfg['generators'])})")
+    real = sorted(g for g, s in cfg["generators"].items() if s.get("source") == "real")
+    for name, spec in cfg.get("datasets", {}).items():
+        if "heldout" not in spec:
+            continue
+        if not held:
+            raise ConfigError(f"params.yaml: datasets.{name}.heldout needs heldout_generators")
+        if spec["heldout"] == "seen":
+            spec["exclude"] = sorted(set(spec.get("exclude", [])) | set(held))
+        else:
+            spec["classes"] = sorted(set(held) | set(real))

@@ -1,0 +1,144 @@
+"""Import a directory of images: closed tools (Midjourney, Ps Generative Fill, Magnific) and real photos.
+
+Captions come from an optional CSV (`file,caption`) or a COCO captions JSON. A file that is not a
+readable image is reported by name; with `on_bad_file: skip` (default) the import goes on without it,
+with `stop` it fails listing every bad file. Either way nothing already written is touched, because
+shards are only ever written whole (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from attribench.data.generators.base import Backend, RenderItem, image_seed, register_backend
+from attribench.data.prompts import prompt_id
+from attribench.data.shards import content_id, encode_png
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+SIDE_FILES = {"captions.csv", "captions.json", "readme.md", "readme.txt", ".gitkeep"}
+
+
+class BadImportFiles(ValueError):
+    pass
+
+
+def read_captions(path: str | Path | None) -> dict[str, str]:
+    if not path:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"captions file not found: {path}")
+    if path.suffix == ".json":  # COCO captions: first caption per image
+        data = json.loads(path.read_text())
+        names = {im["id"]: im["file_name"] for im in data["images"]}
+        out: dict[str, str] = {}
+        for a in sorted(data["annotations"], key=lambda a: a["id"]):
+            out.setdefault(names[a["image_id"]], a["caption"].strip())
+        return out
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"file", "caption"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path}: captions CSV needs columns file,caption (missing {sorted(missing)})")
+        return {r["file"]: r["caption"].strip() for r in reader}
+
+
+def list_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"import folder not found: {folder}")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower() not in SIDE_FILES and not p.name.startswith("."))
+
+
+def check_image(path: Path) -> str | None:
+    """None if `path` decodes as an image, else the reason it does not."""
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return f"not an image file type ({path.suffix or 'no suffix'})"
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        return f"cannot decode image ({err.__class__.__name__}: {err})"
+    return None
+
+
+CROP_MAX_SIDE = 512  # crops are resized down to this: keeps lossless PNGs small and fast
+
+
+def _crop(img: Image.Image, rng: random.Random) -> Image.Image:
+    """A random square crop covering 40-90% of the short side: more samples of one photo."""
+    w, h = img.size
+    side = int(min(w, h) * rng.uniform(0.4, 0.9))
+    x, y = rng.randint(0, w - side), rng.randint(0, h - side)
+    crop = img.crop((x, y, x + side, y + side))
+    return crop.resize((CROP_MAX_SIDE,) * 2, Image.Resampling.BICUBIC) if side > CROP_MAX_SIDE else crop
+
+
+@register_backend
+class FolderBackend(Backend):
+    name = "folder"
+    prompt_driven = False
+
+    def chunks(self, gen: str, spec: dict, cfg: dict) -> list[str]:
+        return [f"folder-{i:04d}" for i in range(spec.get("shards", 1))]
+
+    def items(self, gen: str, spec: dict, chunk: str, cfg: dict, prompts_path: str | None) -> list[RenderItem]:
+        folder = Path(spec["path"])
+        files = list_files(folder)
+        bad = {f: why for f in files if (why := check_image(f))}
+        for f, why in bad.items():
+            log.warning("%s: skipped %s: %s", gen, f, why)
+        if bad and spec.get("on_bad_file", "skip") == "stop":
+            raise BadImportFiles(f"{gen}: {len(bad)} bad file(s) in {folder}:\n" + "\n".join(f"  {f}: {w}" for f, w in bad.items()))
+        good = [f for f in files if f not in bad]
+        if not good:
+            raise BadImportFiles(f"{gen}: no readable images in {folder}")
+        n_shards, index = spec.get("shards", 1), int(chunk.rsplit("-", 1)[1])
+        mine = good[index::n_shards]
+        captions = read_captions(spec.get("captions"))
+        per_file = max(1, math.ceil(spec.get("expand_to", len(good)) / len(good)))
+        target = round(spec.get("expand_to", len(good)) * len(mine) / len(good)) if "expand_to" in spec else len(mine)
+        items = []
+        for k in range(per_file):  # variant-major, so a cut at `target` spreads over all photos
+            for f in mine:
+                cap = captions.get(f.name)
+                # Without a caption the file's content hash is its group: its crops stay in one split.
+                pid = prompt_id(cap) if cap else "file:" + content_id(f.read_bytes())[:16]
+                items.append(RenderItem(key=f"{f.name}:{k}", prompt=cap, prompt_id=pid,
+                                        prompt_source="caption" if cap else None, image_index=k,
+                                        seed=image_seed(cfg["seed"], gen, pid, k), origin=str(f)))
+        return items[:target]
+
+    def load(self, spec: dict, device: str) -> Any:
+        return None
+
+    def render(self, state: Any, gen: str, spec: dict, items: list[RenderItem]) -> list[dict]:
+        rows = []
+        for it in items:
+            path = Path(it.origin)
+            if it.image_index == 0:  # the file itself, bytes untouched (JPEG stays JPEG)
+                data = path.read_bytes()
+                with Image.open(path) as im:
+                    fmt, (w, h) = (im.format or path.suffix.lstrip(".")).lower(), im.size
+                transform = parent = None
+            else:
+                with Image.open(path) as im:
+                    crop = _crop(im.convert("RGB"), random.Random(it.seed))
+                data, fmt, (w, h) = encode_png(crop), "png", crop.size
+                transform = json.dumps({"op": "random_crop", "seed": it.seed})
+                parent = content_id(path.read_bytes())
+            rows.append(dict(
+                image=data, format=fmt, generator=gen, family=spec["family"], backend="folder",
+                source=spec.get("source", "imported"), prompt=it.prompt, prompt_id=it.prompt_id,
+                prompt_source=it.prompt_source, image_index=it.image_index, seed=it.seed if it.image_index else None,
+                width=w, height=h, origin=path.name, transform=transform, parent_id=parent,
+            ))
+        return rows

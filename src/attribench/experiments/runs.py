@@ -1,0 +1,319 @@
+"""One named experiment = dataset spec x attributor spec x training spec, run into results/runs/<name>/.
+
+It trains on the train/val splits of its `train` dataset and tests on the test split of every
+dataset in `test` (the first one is the primary test set). metrics.json holds one block per test
+set; confusion matrices and predictions are written per test set too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import attribench.plugins  # noqa: F401  every attributor, trainer and hook a run may name
+from attribench.data.views import label_of, select
+from attribench.core.io import atomic_path
+from attribench.training.metrics import bootstrap_ci, classification_metrics, plot_confusion
+from attribench.data.shards import load_images
+
+PLOTS = Path("results/plots")  # DVC plot data (dvc.yaml `plots:`), one file per run and test set
+RUNS = Path("results/runs")
+
+
+def run_metrics(experiment: str) -> dict:
+    """A finished run's metrics.json (a run is finished when that file exists)."""
+    path = RUNS / experiment / "metrics.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: train experiment '{experiment}' first")
+    return json.loads(path.read_text())
+
+
+def upstream_runs(attributor: dict) -> list[str]:
+    """Experiments whose trained runs an attributor builds on: spec keys ending in `_run` name one
+    experiment, keys ending in `_runs` a mapping or list of them (e.g. DeepFeatureX's base models)."""
+    names = []
+    for key, value in (attributor.get("spec") or {}).items():
+        if key.endswith("_run"):
+            names.append(value)
+        elif key.endswith("_runs"):
+            names += list(value.values()) if isinstance(value, dict) else list(value)
+    return names
+
+
+def resolve_runs(attributor_spec: dict) -> dict:
+    """The spec with experiment names in `*_run(s)` keys replaced by their run directories."""
+    out = dict(attributor_spec)
+    for key, value in attributor_spec.items():
+        if key.endswith("_run"):
+            out[key] = str(RUNS / value)
+        elif key.endswith("_runs"):
+            out[key] = ({k: str(RUNS / v) for k, v in value.items()} if isinstance(value, dict)
+                        else [str(RUNS / v) for v in value])
+    return out
+
+
+def experiment_spec(cfg: dict, name: str) -> dict:
+    """Everything that determines a run's result (rule params hash this)."""
+    if name not in cfg["experiments"]:
+        raise KeyError(f"experiment '{name}' is not in params.yaml (known: {sorted(cfg['experiments'])})")
+    exp = cfg["experiments"][name]
+    att_name = exp["attributor"]
+    if att_name not in cfg["attributors"]:
+        raise KeyError(f"experiments.{name}.attributor: '{att_name}' is not in attributors")
+    attributor = cfg["attributors"][att_name]
+    training = {**cfg["training"], **attributor.get("training", {}), **exp.get("training", {})}
+    tests = exp.get("test") or [exp["train"]]
+    for up in upstream_runs(attributor):
+        if up not in cfg["experiments"]:
+            raise KeyError(f"attributors.{att_name}.spec names run '{up}', which is not in experiments")
+    for ds in [exp["train"], *tests]:
+        if ds not in cfg["datasets"]:
+            raise KeyError(f"experiments.{name}: dataset '{ds}' is not in datasets")
+    spec = {
+        "name": name, "attributor_name": att_name, "attributor": attributor, "training": training,
+        "train": exp["train"], "test": tests, "datasets": {d: cfg["datasets"][d] for d in {exp["train"], *tests}},
+        "seed": cfg["split"]["seed"],
+    }
+    if exp.get("transform"):  # train and test on transformed images (Fig. 6 / 7 / 15 studies)
+        from attribench.transforms import make_spec
+
+        try:
+            spec["transform"] = make_spec(exp["transform"])
+        except (KeyError, TypeError) as err:
+            raise type(err)(f"experiments.{name}.transform: {err}") from None
+        spec["delivery"] = cfg["delivery"]  # derived images are re-delivered
+    if exp.get("study"):  # a hyperparameter study: its own split index and classes (Table 3)
+        from attribench.core.hp_studies import describe, studies
+
+        if exp["study"] not in studies(cfg):
+            raise KeyError(f"experiments.{name}.study: '{exp['study']}' is not in hyperparameter_studies")
+        spec["study"] = describe(cfg, exp["study"])  # only when set: other runs keep their params hash
+    return spec
+
+
+def transform_status(cfg: dict, name: str) -> str:
+    """"ok", or why an experiment's transform cannot run here ("needs weights" / "not available")."""
+    from attribench.transforms import availability
+
+    transform = experiment_spec(cfg, name).get("transform")
+    return availability(transform) if transform else "ok"
+
+
+def model_kwargs_for_size(attributor_spec: dict, input_size: int) -> dict:
+    """A timm model built for a fixed input (e.g. EfficientFormerV2's `img_size`) follows the run's
+    input size, so a resolution study (Fig. 15 left) only changes `training.input_size`."""
+    kwargs = attributor_spec.get("model_kwargs") or {}
+    if "img_size" in kwargs and kwargs["img_size"] != input_size:
+        return {**attributor_spec, "model_kwargs": {**kwargs, "img_size": input_size}}
+    return attributor_spec
+
+
+def experiment_index(cfg: dict, name: str) -> str:
+    """The split index an experiment reads: the benchmark's, or its hyperparameter study's."""
+    study = cfg["experiments"][name].get("study") if name in cfg["experiments"] else None
+    if study:
+        from attribench.core.hp_studies import index_path
+
+        return index_path(cfg, study)
+    return f"data/{cfg['profile']}/dataset/index.parquet"
+
+
+def describe_model(attributor: dict) -> str:
+    """What really ran, for the tables: the timm model, or backbone (+ text encoder) of a frozen head."""
+    features = attributor.get("features") or {}
+    parts = [f"{k}:{v.get('backbone') or v.get('encoder')}" for k, v in features.items()]
+    spec = attributor.get("spec") or {}
+    return " + ".join(parts) or spec.get("model") or spec.get("backbone") or attributor.get("kind", "?")
+
+
+def _metrics_block(y_true, y_pred, classes, seed) -> dict:
+    m = classification_metrics(y_true, y_pred, classes)
+    lo, hi = bootstrap_ci(y_true, y_pred, seed=seed)
+    return {"accuracy": m["accuracy"], "accuracy_ci95": [lo, hi], "macro_precision": m["macro_precision"],
+            "macro_recall": m["macro_recall"], "macro_f1": m["macro_f1"],
+            "per_class_accuracy": m["per_class_accuracy"], "confusion_matrix": m["confusion_matrix"],
+            "n": int(len(y_true))}
+
+
+def real_vs_fake(rows: pd.DataFrame, probs: np.ndarray, classes: list[str], real_classes: list[str]) -> dict:
+    """Detection from an attributor: fake score = 1 - P(real classes); AP with fakes as positives
+    (the metric of Ju et al. and DeepFeatureX), accuracy at the argmax decision."""
+    from sklearn.metrics import average_precision_score
+
+    is_fake = (rows["source"] != "real").to_numpy() if "source" in rows else ~rows["generator"].isin(real_classes).to_numpy()
+    p_real = probs[:, [classes.index(c) for c in real_classes]].sum(1)
+    if is_fake.all() or not is_fake.any():
+        return {}
+    pred_fake = ~np.isin(np.asarray(classes)[probs.argmax(1)], real_classes)
+    return {"real_vs_fake_ap": float(average_precision_score(is_fake, 1.0 - p_real)),
+            "real_vs_fake_accuracy": float((pred_fake == is_fake).mean()), "n_fake": int(is_fake.sum()),
+            "n_real": int((~is_fake).sum())}
+
+
+def _write_test_outputs(out_dir: Path, test: str, classes, rows: pd.DataFrame, known: np.ndarray, probs) -> None:
+    labels = np.asarray(classes, dtype=object)
+    y_pred = probs.argmax(1)
+    preds = pd.DataFrame({"image_id": rows["image_id"].to_numpy(), "test_set": test, "true_label": label_of(rows).to_numpy(),
+                          "pred_label": labels[y_pred]})
+    if "label" in rows.columns:  # a view with `labels`: the generator behind each label, for per-generator metrics
+        preds.insert(1, "generator", rows["generator"].to_numpy())
+    if "source" in rows:
+        preds["source"] = rows["source"].to_numpy()
+    preds = pd.concat([preds, pd.DataFrame(probs, columns=[f"p_{c}" for c in classes])], axis=1)
+    with atomic_path(out_dir / f"predictions_{test}.parquet") as tmp:
+        preds.to_parquet(tmp, index=False)
+    preds = preds[known]
+    y_true = np.array([classes.index(g) for g in preds["true_label"]], dtype=int)
+    cm = classification_metrics(y_true, y_pred[known], classes)["confusion_matrix"]
+    with atomic_path(out_dir / f"confusion_{test}.csv") as tmp:
+        pd.DataFrame(cm, index=pd.Index(classes, name="true\\predicted"), columns=classes).to_csv(tmp)
+    plot_confusion(cm, classes, out_dir / f"confusion_{test}.png", title=f"{out_dir.name}: test on {test}")
+    # Per-image (actual, predicted) pairs for DVC's confusion template (`dvc plots show`).
+    pairs = PLOTS / "confusion" / f"{out_dir.name}__{test}.csv"
+    with atomic_path(pairs) as tmp:
+        preds[["true_label", "pred_label"]].set_axis(["actual", "predicted"], axis=1).to_csv(tmp, index=False)
+
+
+def uses_text(attributor: dict) -> bool:
+    return "text" in (attributor.get("features") or {})
+
+
+def is_image_text_model(attributor: dict) -> bool:
+    """An image model trained end to end that also takes the prompt embedding (e.g. E.F. w/ text)."""
+    return attributor.get("kind", "").endswith("_text")
+
+
+def feature_cache_dir(cfg: dict) -> Path:
+    return Path("data") / cfg["profile"] / "features"
+
+
+def predict_rows(cfg: dict, spec: dict, run_dir: str | Path, rows: pd.DataFrame) -> np.ndarray:
+    """Class probabilities of a trained run for index rows (image_id, shard, prompt_id, prompt),
+    whatever the attributor eats: images, cached feature vectors, or images + prompt embedding."""
+    import torch
+
+    from attribench.models.features import feature_inputs
+    from attribench.training.loop import predict, predict_features
+
+    features = spec["attributor"].get("features")
+    vectors = None
+    if features:
+        vectors = feature_inputs(rows, features, feature_cache_dir(cfg), device=spec["training"].get("device", "cpu"))
+        stacked = torch.stack([vectors[i] for i in rows["image_id"]])
+        if not is_image_text_model(spec["attributor"]):
+            return predict_features(run_dir, stacked)
+    images = load_images(rows)
+    extra = {"text_vectors": stacked} if vectors is not None else {}
+    return predict(run_dir, [images[i] for i in rows["image_id"]], **extra)
+
+
+def _labelled(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows as train_run reads them (the class in `generator`): a view with `labels` hands over its
+    label; any other view is passed through untouched."""
+    return df.assign(generator=df["label"]) if "label" in df.columns else df
+
+
+def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | Path, threads: int | None = None) -> dict:
+    from attribench.models.features import feature_inputs
+    from attribench.training.trainers import trainer_for
+
+    spec = experiment_spec(cfg, name)
+    out_dir = Path(out_dir)
+    index = pd.read_parquet(index_path)
+    train_ds = select(index, spec["train"], spec["datasets"][spec["train"]], spec["seed"])
+    tests = {t: select(index, t, spec["datasets"][t], spec["seed"]) for t in spec["test"]}
+    # Classes are the view's labels (`labels`: e.g. real / fake) or else its generators.
+    classes = sorted(label_of(train_ds).unique())
+    for t, ds in tests.items():
+        if ("label" in ds.columns) != ("label" in train_ds.columns):
+            raise ValueError(f"experiments.{name}: train view '{spec['train']}' and test view '{t}' must both "
+                             "have `labels` or both not (their classes would not match)")
+    primary = spec["test"][0]
+    primary_test = tests[primary][tests[primary]["split"] == "test"]
+    run_index = pd.concat([_labelled(train_ds[train_ds["split"] != "test"]),
+                           _labelled(primary_test[label_of(primary_test).isin(classes)])])
+    # Test sets may hold classes the run never saw (held-out generators): they get predictions and
+    # count in real-vs-fake AP, while accuracy and the confusion matrix cover the known classes.
+    test_rows = {t: ds[ds["split"] == "test"] for t, ds in tests.items()}
+    real_classes = sorted(set(label_of(train_ds)[train_ds["source"] == "real"])) if "source" in train_ds else []
+    if spec.get("transform"):
+        from attribench.transforms.derived import derived_view
+
+        everything = pd.concat([run_index, *test_rows.values()])
+        view = derived_view(cfg, everything, spec["transform"]).drop_duplicates("parent_id").set_index("parent_id")
+
+        def swap(rows: pd.DataFrame) -> pd.DataFrame:
+            d = view.loc[rows["image_id"], ["image_id", "shard", "transform"]].reset_index()
+            return rows.drop(columns=["image_id", "shard", "parent_id", "transform"], errors="ignore").reset_index(drop=True).join(d)
+
+        run_index = swap(run_index)
+        test_rows = {t: swap(rows) for t, rows in test_rows.items()}
+
+    # Frozen-backbone attributors train on cached feature vectors (computed once per image); image
+    # models "with text" (kind *_text) train on images plus the cached prompt embedding.
+    features = spec["attributor"].get("features")
+    attributor_spec = resolve_runs(spec["attributor"].get("spec") or {})
+    inputs = text_inputs = None
+    if features:
+        needed = pd.concat([run_index, *test_rows.values()]).drop_duplicates("image_id")
+        vectors = feature_inputs(needed, features, feature_cache_dir(cfg), device=spec["training"].get("device", "cpu"))
+        dim = int(next(iter(vectors.values())).numel())
+        if is_image_text_model(spec["attributor"]):
+            text_inputs = vectors
+            attributor_spec.setdefault("text_dim", dim)
+        else:
+            inputs = vectors
+            attributor_spec.setdefault("in_dim", dim)
+
+    training = dict(spec["training"])
+    num_threads = threads or training.pop("num_threads", None)
+    training.pop("num_threads", None)
+    input_size = training.pop("input_size")
+    run_spec = {
+        "attributor": spec["attributor"]["kind"], "attributor_spec": model_kwargs_for_size(attributor_spec, input_size),
+        "input_size": input_size, "classes": classes, **training,
+    }
+    if text_inputs is not None:
+        run_spec["text_spec"] = features["text"]  # lets `predict(prompts=...)` re-embed new prompts
+    elif features:
+        run_spec["features"] = features
+    if num_threads:
+        run_spec["num_threads"] = num_threads
+    extra = {"text_inputs": text_inputs} if text_inputs is not None else {}
+    # The attributor kind picks its trainer (attribench.training.trainers): cross-entropy unless a method
+    # registered its own (Jiang et al.'s encoder: supcon).
+    summary = trainer_for(spec["attributor"]["kind"])(run_index, run_spec, out_dir, inputs=inputs, **extra)
+
+    blocks = {}
+    for test, rows in test_rows.items():
+        probs = predict_rows(cfg, spec, out_dir, rows)
+        known = label_of(rows).isin(classes).to_numpy()
+        y_true = np.array([classes.index(g) for g in label_of(rows)[known]])
+        y_pred = probs.argmax(1)
+        blocks[test] = _metrics_block(y_true, y_pred[known], classes, spec["seed"]) if known.any() else {"n": 0}
+        blocks[test]["n_unseen_class"] = int((~known).sum())
+        if real_classes:
+            blocks[test].update(real_vs_fake(rows, probs, classes, real_classes))
+        _write_test_outputs(out_dir, test, classes, rows, known, probs)
+
+    metrics = {
+        "experiment": name, "profile": cfg["profile"], "attributor": spec["attributor_name"],
+        "attributor_label": spec["attributor"].get("label", spec["attributor_name"]),
+        "model": describe_model(spec["attributor"]), "uses_text": uses_text(spec["attributor"]),
+        "input_size": next((v["input_size"] for v in (features or {}).values() if "input_size" in v), run_spec["input_size"]),
+        "train_dataset": spec["train"], "transform": spec.get("transform"), "classes": classes, "n_classes": len(classes),
+        "chance": 1.0 / len(classes), "n_train": summary["n_train"], "n_val": summary["n_val"],
+        "best_epoch": summary["best_epoch"], "best_val_accuracy": summary["best_val_accuracy"],
+        "epochs": summary["epochs"], "train_seconds": summary["train_seconds"],
+        "train_images_per_second": summary["train_images_per_second"], "n_parameters": summary["n_parameters"],
+        **(summary.get("extra") or {}),
+        "test": blocks,
+    }
+    if spec.get("study"):
+        metrics["study"] = spec["study"]
+    with atomic_path(out_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics

@@ -1,0 +1,97 @@
+"""Post-editing attribution (Xu et al. sec. 4.3, Table 4): edit the test images, ask the trained attributor.
+
+Edits come from a transform (inpainting with free-form masks per area band) or from a folder of
+externally edited files (Photoshop Generative Fill, Magnific) named `<original image_id>.<ext>`.
+Edited images get the delivery policy's format again, so the attributor sees the same container
+as in training; `parent_id` always points at the original (delivered) test image.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from attribench.data.views import select
+from attribench.data.delivery import encode as deliver_encode
+from attribench.data.delivery import resize_center_crop
+from attribench.data.generators.folder_backend import IMAGE_SUFFIXES, check_image
+from attribench.data.shards import META_COLUMNS, decode, load_images, make_row, write_shard
+
+log = logging.getLogger(__name__)
+
+
+def test_rows(cfg: dict, index_path: str | Path, dataset: str) -> pd.DataFrame:
+    """The test split of a dataset view: the images that get edited or perturbed."""
+    index = pd.read_parquet(index_path)
+    ds = select(index, dataset, cfg["datasets"][dataset], cfg["split"]["seed"])
+    return ds[ds["split"] == "test"].reset_index(drop=True)
+
+
+def _redeliver(data: bytes, policy: dict) -> bytes:
+    return deliver_encode(resize_center_crop(decode(data), policy["size"]), policy["format"], policy.get("quality", 95))
+
+
+def derived_row(parent: dict, data: bytes, policy: dict, transform: dict, source: str = "edited") -> dict:
+    """A derived image row: re-delivered bytes, the parent's provenance, `parent_id` = the original."""
+    prov = {k: parent[k] for k in META_COLUMNS if k in parent and k not in ("image_id", "format")}
+    prov.update(parent_id=parent["image_id"], source=source, transform=json.dumps(transform, sort_keys=True),
+                delivery=json.dumps(policy, sort_keys=True), width=policy["size"], height=policy["size"])
+    return make_row(_redeliver(data, policy), policy["format"], **prov)
+
+
+def transform_rows(cfg: dict, rows: pd.DataFrame, spec: dict, out: str | Path, record: dict,
+                   source: str | None = None, batch_size: int = 32) -> Path:
+    """Derived shard of `rows` under transform `spec`, re-delivered; `record` goes into `transform`,
+    `source` replaces the parent's (None keeps it)."""
+    from attribench.transforms import encode
+
+    images = load_images(rows)
+    records = rows.to_dict("records")
+    out_rows = []
+    for start in range(0, len(records), batch_size):
+        batch = records[start : start + batch_size]
+        pixels = np.stack([np.asarray(decode(images[r["image_id"]])) for r in batch])
+        blobs, _ = encode(spec, pixels, ids=[r["image_id"] for r in batch], prompts=[r.get("prompt") or "" for r in batch])
+        out_rows += [derived_row(r, b, cfg["delivery"], record, source=source or r.get("source") or "generated")
+                     for r, b in zip(batch, blobs)]
+    return write_shard(out_rows, out)
+
+
+def edit_with_transform(cfg: dict, tool: str, band: str, index_path: str | Path, out: str | Path) -> Path:
+    from attribench.transforms import make_spec
+
+    spec = make_spec({**cfg["post_editing"]["tools"][tool]["transform"], "band": band})
+    rows = test_rows(cfg, index_path, cfg["post_editing"]["dataset"])
+    return transform_rows(cfg, rows, spec, out, {"tool": tool, **spec}, source="edited")
+
+
+def import_external_edits(cfg: dict, tool: str, index_path: str | Path, out: str | Path) -> Path:
+    """Files named after the original image id; unknown ids and unreadable files are reported and skipped."""
+    folder = Path(cfg["post_editing"]["tools"][tool]["folder"])
+    if not folder.is_dir():
+        raise FileNotFoundError(f"post_editing.tools.{tool}.folder not found: {folder}")
+    parents = {r["image_id"]: r for r in test_rows(cfg, index_path, cfg["post_editing"]["dataset"]).to_dict("records")}
+    out_rows = []
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        why = check_image(path)
+        if why or path.stem not in parents:
+            log.warning("%s: skipped %s: %s", tool, path, why or "no test image has this id")
+            continue
+        out_rows.append(derived_row(parents[path.stem], path.read_bytes(), cfg["delivery"], {"tool": tool, "file": path.name}))
+    if not out_rows:
+        raise ValueError(f"{tool}: no edited file in {folder} is named after a test image id")
+    return write_shard(out_rows, out)
+
+
+def edit_targets(cfg: dict) -> dict[tuple[str, str], str]:
+    """(tool, band) -> edited shard path, for every tool in params (band 'all' for imported edits)."""
+    base = Path("data") / cfg["profile"] / "edits"
+    out = {}
+    for tool, t in cfg.get("post_editing", {}).get("tools", {}).items():
+        for band in t.get("bands", ["all"]):
+            out[(tool, band)] = str(base / tool / f"{band}.parquet")
+    return out
