@@ -1,0 +1,79 @@
+"""Every path the pipeline reads or writes, in one place; the Snakemake rules use it too.
+
+All paths are relative to the working directory (the workflow root): data of one profile under
+data/<profile>/, so a paper run never overwrites smoke data; results, runs and logs under results/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RESULTS = Path("results")
+RUNS = RESULTS / "runs"
+PLOTS = RESULTS / "plots"  # DVC plot data (dvc.yaml `plots:`), one file per run and test set
+METRICS = RESULTS / "metrics"  # DVC metrics, one JSON per report
+MODELS_ZOO = Path("models/zoo")
+EXTERNAL = Path("data/external")  # where users put data this workflow does not make
+REAL_SAMPLES = Path("data/real/samples")
+
+
+def data_root(cfg_or_profile: dict | str) -> Path:
+    profile = cfg_or_profile if isinstance(cfg_or_profile, str) else cfg_or_profile["profile"]
+    return Path("data") / profile
+
+
+def logs(cfg: dict) -> Path:
+    return RESULTS / "logs" / cfg["profile"]
+
+
+def prompts(cfg: dict, source: str) -> Path:
+    return data_root(cfg) / "prompts" / f"{source}.parquet"
+
+
+def raw_shard(cfg: dict, generator: str, chunk: str) -> Path:
+    return data_root(cfg) / "shards" / "raw" / generator / f"{chunk}.parquet"
+
+
+def delivered_shard(cfg: dict, generator: str, chunk: str) -> Path:
+    return data_root(cfg) / "shards" / "delivered" / generator / f"{chunk}.parquet"
+
+
+def dataset_index(cfg: dict) -> Path:
+    return data_root(cfg) / "dataset" / "index.parquet"
+
+
+def study_index(cfg: dict, study: str) -> Path:
+    return data_root(cfg) / "studies" / study / "index.parquet"
+
+
+def features_dir(cfg: dict) -> Path:
+    return data_root(cfg) / "features"
+
+
+def derived_dir(cfg: dict) -> Path:
+    return data_root(cfg) / "derived"
+
+
+def edited_shard(cfg: dict, tool: str, band: str) -> Path:
+    return data_root(cfg) / "edits" / tool / f"{band}.parquet"
+
+
+def run_dir(experiment: str) -> Path:
+    return RUNS / experiment
+
+
+def run_metrics(experiment: str) -> Path:
+    return RUNS / experiment / "metrics.json"
+
+
+def run_model(experiment: str) -> Path:
+    return RUNS / experiment / "model.safetensors"
+
+
+def report_output(name: str, kind: str, dir_suffix: str = "") -> Path:
+    """results/<name>.csv|.md|.png, results/metrics/<name>.json, results/<name>_<dir_suffix>/."""
+    if kind == "metrics":
+        return METRICS / f"{name}.json"
+    if kind == "dir":
+        return RESULTS / f"{name}_{dir_suffix}"
+    return RESULTS / f"{name}.{kind}"
