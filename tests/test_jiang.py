@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from attribench.models.attributors import build_attributor
 from attribench.experiments.runs import run_experiment
-from attribench.reports import jiang_pairs as je
+from attribench.methods import jiang_eval as je
 from attribench.methods import jiang_siamese as js
 from attribench.methods import jiang_train as jt
 from attribench.data.shards import encode_png, load_images, make_row, read_metadata, write_shard

@@ -92,9 +92,11 @@ def test_methods_table_row(tmp_path, monkeypatch):
     assert list(pd.read_csv(tmp_path / "methods.csv")["experiment"]) == ["toy_all"]
 
 
-@pytest.mark.parametrize("command", ["methods", "jiang-pairs", "ju-detection", "deepfeaturex-table"])
-def test_report_commands_take_index_csv_png(command):
+def test_every_report_builds_from_the_report_command():
+    """`attribench report NAME` is the one command for every table and figure (the old per-report commands are gone)."""
     from attribench.cli import build_parser
+    from attribench.reports.registry import load_reports
 
-    args = build_parser().parse_args([command, "--index", "i.parquet", "--csv", "o.csv", "--png", "o.png"])
-    assert (args.index, args.csv, args.png) == ("i.parquet", "o.csv", "o.png") and callable(args.fn)
+    for name in load_reports():
+        args = build_parser().parse_args(["report", name])
+        assert args.name == name and callable(args.fn)

@@ -16,7 +16,7 @@ from attribench.data.generators.base import RenderItem  # noqa: E402
 from attribench.data.zoo import save_zoo_model  # noqa: E402
 from attribench.data.prompts import write_prompts  # noqa: E402
 from attribench.core.hp_studies import SEP, generator_spec, split_config, studies, study_classes  # noqa: E402
-from attribench.reports.tables import build_table  # noqa: E402
+from attribench.reports.registry import build_report  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array:DeprecationWarning")
 
@@ -215,7 +215,8 @@ def test_table3_reports_chance_per_study_and_draws_fig4(tmp_path, cfgs):
                               "confusion_matrix": cm.tolist(), "n": int(cm.sum())}}}
         paths.append(tmp_path / f"{e}.json")
         paths[-1].write_text(json.dumps(m))
-    df = build_table("table3", paths, tmp_path / "t3.csv", tmp_path / "t3.md", tmp_path / "t3.json", png_out=tmp_path / "t3.png")
+    out = {"csv": tmp_path / "t3.csv", "md": tmp_path / "t3.md", "metrics": tmp_path / "t3.json", "png": tmp_path / "t3.png"}
+    df = build_report("table3", cfg, inputs={"runs": paths}, out=out)
     csv = pd.read_csv(tmp_path / "t3.csv")
     assert list(csv.study) == [experiment_spec(cfg, e)["study"]["name"] for e in cfg["tables"]["table3"]["experiments"]]
     assert np.allclose(csv.chance, 1 / csv.n_classes) and set(csv.varied) == {"model", "scheduler", "steps", "fixed_seed"}

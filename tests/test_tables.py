@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from attribench.reports.tables import TABLES, build_table
+from attribench.reports.registry import REPORTS, build_report, load_reports
 
 
 def _run(train, accs):
@@ -22,7 +22,9 @@ def test_table2_grid_puts_each_number_in_its_cell(tmp_path):
         p = tmp_path / f"{r['experiment']}.json"
         p.write_text(json.dumps(r))
         paths.append(p)
-    df = build_table("table2", paths, tmp_path / "t2.csv", tmp_path / "t2.md", tmp_path / "t2.json")
+    out = {"csv": tmp_path / "t2.csv", "md": tmp_path / "t2.md", "metrics": tmp_path / "t2.json"}
+    cfg = {"profile": "smoke", "tables": {"table2": {"experiments": [r["experiment"] for r in runs]}}}
+    df = build_report("table2", cfg, inputs={"runs": paths}, out=out)
     got = df.set_index(["train_on", "test_on"])["accuracy"]
     assert got[("natural", "creative")] == 0.6 and got[("creative", "natural")] == 0.7
     csv = pd.read_csv(tmp_path / "t2.csv")
@@ -34,7 +36,13 @@ def test_table2_grid_puts_each_number_in_its_cell(tmp_path):
         "xd_natural/natural": 0.9, "xd_natural/creative": 0.6, "xd_creative/natural": 0.7, "xd_creative/creative": 0.8}
 
 
-def test_unknown_table_is_named(tmp_path):
+def test_unknown_report_is_named(tmp_path):
     with pytest.raises(KeyError, match="table99"):
-        build_table("table99", [], tmp_path / "a.csv", tmp_path / "a.md")
-    assert {"table1", "table2", "table7"} <= set(TABLES)
+        build_report("table99", {}, inputs={"runs": []}, out={})
+    assert {"table1", "table2", "table7"} <= set(load_reports())
+
+
+def test_a_table_without_experiments_in_params_names_the_key():
+    load_reports()
+    with pytest.raises(KeyError, match="tables.table2"):
+        REPORTS["table2"].runs({"profile": "smoke", "tables": {}})

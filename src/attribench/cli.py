@@ -23,7 +23,7 @@ def cmd_validate(args, cfg):
 
 
 def cmd_prompts(args, cfg):
-    from attribench.data.prompts import write_prompts
+    from attribench.data.prompts import write_prompts  # per command: a job imports only what it runs
 
     spec = cfg["prompts"]["sources"].get(args.source)
     if spec is None:
@@ -32,7 +32,7 @@ def cmd_prompts(args, cfg):
 
 
 def cmd_build_zoo(args, cfg):
-    from attribench.data.zoo import save_zoo_model
+    from attribench.data.zoo import save_zoo_model  # per command: a job imports only what it runs
 
     spec = cfg["zoo"].get(args.name)
     if spec is None:
@@ -43,65 +43,42 @@ def cmd_build_zoo(args, cfg):
 
 
 def cmd_sample_photos(args, cfg):
-    from attribench.data.real_photos import export_sample_photos
+    from attribench.data.real_photos import export_sample_photos  # per command: a job imports only what it runs
 
     export_sample_photos(args.out)
 
 
 def cmd_render(args, cfg):
-    from attribench.data.render import render_shard
+    from attribench.data.render import render_shard  # per command: a job imports only what it runs
 
     render_shard(cfg, args.generator, args.chunk, args.out, args.prompts)
 
 
 def cmd_deliver(args, cfg):
-    from attribench.data.delivery import deliver_shard
+    from attribench.data.delivery import deliver_shard  # per command: a job imports only what it runs
 
     deliver_shard(args.raw, args.out, cfg["delivery"])
 
 
 def cmd_split(args, cfg):
-    from attribench.data.splits import write_index
+    from attribench.data.splits import write_index  # per command: a job imports only what it runs
 
     split_cfg = cfg["split"]
     if args.study:  # a hyperparameter study's own index: its classes only, its split settings
-        from attribench.core.hp_studies import split_config
+        from attribench.core.hp_studies import split_config  # per command: a job imports only what it runs
 
         split_cfg = split_config(cfg, args.study)
     write_index(args.shards, split_cfg, args.out)
 
 
-def cmd_summary(args, cfg):
-    import pandas as pd
-
-    from attribench.reports.dataset_summary import write_montage, write_summary
-
-    index = pd.read_parquet(args.index)
-    write_summary(index, args.csv)
-    if args.montage:
-        write_montage(index, args.montage, seed=cfg["seed"])
-
-
 def cmd_train(args, cfg):
-    from attribench.experiments.runs import run_experiment
+    from attribench.experiments.runs import run_experiment  # per command: a job imports only what it runs
 
     run_experiment(cfg, args.experiment, args.index, args.out, threads=args.threads)
 
 
-def cmd_table(args, cfg):
-    from attribench.reports.tables import build_table
-
-    build_table(args.name, args.metrics, args.csv, args.md, args.dvc_metrics, png_out=args.png)
-
-
-def cmd_figure(args, cfg):
-    from attribench.reports.figures import build_figure
-
-    build_figure(args.name, args.metrics, args.csv, args.png, cfg=cfg, index_path=args.index)
-
-
 def cmd_edit(args, cfg):
-    from attribench.transforms.postedit import edit_with_transform, import_external_edits
+    from attribench.transforms.postedit import edit_with_transform, import_external_edits  # per command: a job imports only what it runs
 
     tool = cfg["post_editing"]["tools"].get(args.tool)
     if tool is None:
@@ -112,37 +89,14 @@ def cmd_edit(args, cfg):
         edit_with_transform(cfg, args.tool, args.band, args.index, args.out)
 
 
-def cmd_table4(args, cfg):
-    from attribench.reports.table4 import build_table4
-    from attribench.transforms.postedit import edit_targets
+def cmd_report(args, cfg):
+    from attribench.reports.registry import build_report, load_reports  # per command: a job imports only what it runs
 
-    build_table4(cfg, args.index, edit_targets(cfg), args.run, args.csv, args.md, args.confusion_dir)
-
-
-def cmd_robustness(args, cfg):
-    from attribench.reports.robustness import robustness_curves
-
-    robustness_curves(cfg, args.index, args.run, args.csv, args.png)
-
-
-def cmd_methods(args, cfg):
-    from attribench.reports.methods_table import build_methods_table
-
-    build_methods_table(cfg, args.index, args.csv, args.png)
-def cmd_jiang_pairs(args, cfg):
-    from attribench.reports.jiang_pairs import write_jiang_pairs
-
-    write_jiang_pairs(cfg, args.index, args.csv, args.png)
-def cmd_ju_detection(args, cfg):
-    from attribench.reports.method_reports import ju_detection
-
-    ju_detection(cfg, args.index, args.csv, args.png)
-
-
-def cmd_deepfeaturex_table(args, cfg):
-    from attribench.reports.method_reports import deepfeaturex_table
-
-    deepfeaturex_table(cfg, args.index, args.csv, args.png)
+    if args.list or not args.name:
+        for name, rep in sorted(load_reports().items()):
+            print(f"{name:22s} {' '.join(str(p) for p in rep.output_paths().values())}")
+        return
+    build_report(args.name, cfg)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,28 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("split", cmd_split, "prompt-disjoint train/val/test index over delivered shards", "out")
     sp.add_argument("--study", help="a hyperparameter study: use its split settings")
     sp.add_argument("shards", nargs="+")
-    sp = add("summary", cmd_summary, "dataset summary CSV and montage PNG", "index", "csv")
-    sp.add_argument("--montage")
     add("train", cmd_train, "run one named experiment (train + test) into a run folder", "experiment", "index", "out")
-    sp = add("table", cmd_table, "aggregate experiment runs into a benchmark table", "name", "csv", "md")
-    sp.add_argument("--dvc-metrics")
-    sp.add_argument("--png", help="the table's figure (table3: Fig. 4 confusion grid)")
-    sp.add_argument("metrics", nargs="+")
     sp = add("edit", cmd_edit, "post-edit the test images with one tool (and mask band)", "tool", "index", "out")
     sp.add_argument("--band", default="all")
-    add("table4", cmd_table4, "attribution of post-edited images (Xu et al. Table 4)", "index", "run", "csv", "md", "confusion-dir")
-    add("robustness", cmd_robustness, "train clean / test perturbed accuracy curves", "index", "run", "csv", "png")
-    # Reports over trained runs: index in, CSV + PNG out.
-    add("methods", cmd_methods, "every attributor on the same splits: accuracy, AP, JPEG, held-out AP, speed", "index", "csv", "png")
-    add("jiang-pairs", cmd_jiang_pairs, "Jiang et al. Table II: pair verification per generator pair (+ regenerate flow)",
-        "index", "csv", "png")
-    add("ju-detection", cmd_ju_detection, "Ju et al.: real-vs-fake AP per family, mAP, global AP, blur/JPEG robustness",
-        "index", "csv", "png")
-    add("deepfeaturex-table", cmd_deepfeaturex_table, "DeepFeatureX: base models, 3-class + binary, JPEG QF robustness",
-        "index", "csv", "png")
-    sp = add("figure", cmd_figure, "aggregate experiment runs into a benchmark figure (CSV + PNG)", "name", "csv", "png")
-    sp.add_argument("--index")
-    sp.add_argument("metrics", nargs="+")
+    sp = add("report", cmd_report, "build one table or figure of the report registry (its runs must exist)")
+    sp.add_argument("name", nargs="?", help="the report (see --list)")
+    sp.add_argument("--list", action="store_true", help="list every report and the files it writes")
     return p
 
 

@@ -1,6 +1,6 @@
 rule split:
     input:
-        delivered_shards(),
+        PLAN.delivered_shards(),
     output:
         f"{DATA}/dataset/index.parquet",
     params:
@@ -12,19 +12,3 @@ rule split:
         f"{LOGS}/dataset/split.log",
     shell:
         "attribench --config-json {params.cfg} split --out {output} {input} > {log} 2>&1"
-
-
-rule dataset_summary:
-    input:
-        f"{DATA}/dataset/index.parquet",
-    output:
-        csv="results/dataset_summary.csv",
-        montage="results/dataset_montage.png",
-    params:
-        cfg=CFG,
-    conda:
-        ENV
-    log:
-        f"{LOGS}/dataset/summary.log",
-    shell:
-        "attribench --config-json {params.cfg} summary --index {input} --csv {output.csv} --montage {output.montage} > {log} 2>&1"

@@ -1,16 +1,16 @@
 rule render:
     input:
-        unpack(render_inputs),
+        unpack(lambda wc: PLAN.render_inputs(wc.generator, wc.chunk)),
     output:
         f"{DATA}/shards/raw/{{generator}}/{{chunk}}.parquet",
     params:
         cfg=CFG,
-        spec=lambda wc: as_json(content_spec(gen_spec(wc.generator))),
+        spec=lambda wc: as_json(content_spec(PLAN.gen_spec(wc.generator))),
         seed=lambda wc: P["seed"],
         prompts=lambda wc, input: f"--prompts {input.prompts}" if "prompts" in input.keys() else "",
     threads: 1
     resources:
-        gpu=lambda wc: int(gen_spec(wc.generator)["backend"] in ("diffusers", "gan") and P["device"] != "cpu"),
+        gpu=lambda wc: int(PLAN.gen_spec(wc.generator)["backend"] in ("diffusers", "gan")) * on_gpu(),
     conda:
         ENV
     log:

@@ -1,8 +1,8 @@
 # Hyperparameter studies (Xu et al. sec. 4.2): each study's classes are rendered and delivered by the
-# ordinary rules; this splits them into the study's own index and builds Table 3 + Fig. 4.
+# ordinary rules; this splits them into the study's own index (Table 3 + Fig. 4 are a report).
 rule study_split:
     input:
-        lambda wc: study_delivered_shards(wc.study),
+        lambda wc: PLAN.study_delivered_shards(wc.study),
     output:
         f"{DATA}/studies/{{study}}/index.parquet",
     params:
@@ -16,22 +16,3 @@ rule study_split:
         f"{LOGS}/studies/{{study}}/split.log",
     shell:
         "attribench --config-json {params.cfg} split --study {wildcards.study} --out {output} {input} > {log} 2>&1"
-
-
-rule table3:
-    input:
-        lambda wc: [f"results/runs/{e}/metrics.json" for e in table_experiments("table3")],
-    output:
-        csv="results/table3.csv",
-        md="results/table3.md",
-        metrics="results/metrics/table3.json",
-        png="results/table3_confusion.png",
-    params:
-        cfg=CFG,
-    conda:
-        ENV
-    log:
-        f"{LOGS}/tables/table3.log",
-    shell:
-        "attribench --config-json {params.cfg} table --name table3 --csv {output.csv} --md {output.md} "
-        "--dvc-metrics {output.metrics} --png {output.png} {input} > {log} 2>&1"

@@ -3,7 +3,7 @@
 # Training stages (zoo keys train_steps / resume_from / training) continue the previous stage.
 rule build_zoo_model:
     input:
-        unpack(zoo_inputs),
+        unpack(lambda wc: PLAN.zoo_inputs(wc.name)),
     output:
         directory("models/zoo/{name}"),
     params:

@@ -77,3 +77,11 @@ def report_output(name: str, kind: str, dir_suffix: str = "") -> Path:
     if kind == "dir":
         return RESULTS / f"{name}_{dir_suffix}"
     return RESULTS / f"{name}.{kind}"
+
+
+def zoo_model_dir(cfg: dict, spec: dict) -> str | None:
+    """The zoo pipeline a diffusers spec loads, if the project builds it (smoke): then it is a job input."""
+    model = Path(spec.get("model", ""))
+    if spec.get("backend") == "diffusers" and model.parent == MODELS_ZOO and model.name in cfg.get("zoo", {}):
+        return str(model)
+    return None

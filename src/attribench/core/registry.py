@@ -27,3 +27,16 @@ class Registry(dict):
             return self[name]
         except KeyError:
             raise KeyError(f"unknown {self.kind} {shown or name!r}; registered: {sorted(self)}") from None
+
+
+def import_submodules(package: str) -> list[str]:
+    """Import every module of `package` (each registers its entries): plugins are discovered, not listed,
+    so adding an attributor, transform, method or report is one new module."""
+    import importlib
+    import pkgutil
+
+    pkg = importlib.import_module(package)
+    names = [f"{package}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)]
+    for name in names:
+        importlib.import_module(name)
+    return names

@@ -176,3 +176,9 @@ def base_model_subsets(index_df: pd.DataFrame, group_of: dict, ratio: float = 0.
                    for si, (_, rows) in enumerate(parts)]
         out[group] = pd.concat(subsets).drop(columns="_group").reset_index(drop=True)
     return out
+
+
+def test_split(index: pd.DataFrame, cfg: dict, dataset: str) -> pd.DataFrame:
+    """The test images of a dataset view (the one definition every report and edit uses)."""
+    rows = select(index, dataset, cfg["datasets"][dataset], cfg["split"]["seed"])
+    return rows[rows["split"] == "test"].reset_index(drop=True)

@@ -18,116 +18,23 @@ from attribench.data.views import label_of, select
 from attribench.core.io import atomic_path
 from attribench.training.metrics import bootstrap_ci, classification_metrics, plot_confusion
 from attribench.data.shards import load_images
-
-PLOTS = Path("results/plots")  # DVC plot data (dvc.yaml `plots:`), one file per run and test set
-RUNS = Path("results/runs")
-
-
-def run_metrics(experiment: str) -> dict:
-    """A finished run's metrics.json (a run is finished when that file exists)."""
-    path = RUNS / experiment / "metrics.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: train experiment '{experiment}' first")
-    return json.loads(path.read_text())
-
-
-def upstream_runs(attributor: dict) -> list[str]:
-    """Experiments whose trained runs an attributor builds on: spec keys ending in `_run` name one
-    experiment, keys ending in `_runs` a mapping or list of them (e.g. DeepFeatureX's base models)."""
-    names = []
-    for key, value in (attributor.get("spec") or {}).items():
-        if key.endswith("_run"):
-            names.append(value)
-        elif key.endswith("_runs"):
-            names += list(value.values()) if isinstance(value, dict) else list(value)
-    return names
-
-
-def resolve_runs(attributor_spec: dict) -> dict:
-    """The spec with experiment names in `*_run(s)` keys replaced by their run directories."""
-    out = dict(attributor_spec)
-    for key, value in attributor_spec.items():
-        if key.endswith("_run"):
-            out[key] = str(RUNS / value)
-        elif key.endswith("_runs"):
-            out[key] = ({k: str(RUNS / v) for k, v in value.items()} if isinstance(value, dict)
-                        else [str(RUNS / v) for v in value])
-    return out
-
-
-def experiment_spec(cfg: dict, name: str) -> dict:
-    """Everything that determines a run's result (rule params hash this)."""
-    if name not in cfg["experiments"]:
-        raise KeyError(f"experiment '{name}' is not in params.yaml (known: {sorted(cfg['experiments'])})")
-    exp = cfg["experiments"][name]
-    att_name = exp["attributor"]
-    if att_name not in cfg["attributors"]:
-        raise KeyError(f"experiments.{name}.attributor: '{att_name}' is not in attributors")
-    attributor = cfg["attributors"][att_name]
-    training = {**cfg["training"], **attributor.get("training", {}), **exp.get("training", {})}
-    tests = exp.get("test") or [exp["train"]]
-    for up in upstream_runs(attributor):
-        if up not in cfg["experiments"]:
-            raise KeyError(f"attributors.{att_name}.spec names run '{up}', which is not in experiments")
-    for ds in [exp["train"], *tests]:
-        if ds not in cfg["datasets"]:
-            raise KeyError(f"experiments.{name}: dataset '{ds}' is not in datasets")
-    spec = {
-        "name": name, "attributor_name": att_name, "attributor": attributor, "training": training,
-        "train": exp["train"], "test": tests, "datasets": {d: cfg["datasets"][d] for d in {exp["train"], *tests}},
-        "seed": cfg["split"]["seed"],
-    }
-    if exp.get("transform"):  # train and test on transformed images (Fig. 6 / 7 / 15 studies)
-        from attribench.transforms import make_spec
-
-        try:
-            spec["transform"] = make_spec(exp["transform"])
-        except (KeyError, TypeError) as err:
-            raise type(err)(f"experiments.{name}.transform: {err}") from None
-        spec["delivery"] = cfg["delivery"]  # derived images are re-delivered
-    if exp.get("study"):  # a hyperparameter study: its own split index and classes (Table 3)
-        from attribench.core.hp_studies import describe, studies
-
-        if exp["study"] not in studies(cfg):
-            raise KeyError(f"experiments.{name}.study: '{exp['study']}' is not in hyperparameter_studies")
-        spec["study"] = describe(cfg, exp["study"])  # only when set: other runs keep their params hash
-    return spec
-
-
-def transform_status(cfg: dict, name: str) -> str:
-    """"ok", or why an experiment's transform cannot run here ("needs weights" / "not available")."""
-    from attribench.transforms import availability
-
-    transform = experiment_spec(cfg, name).get("transform")
-    return availability(transform) if transform else "ok"
-
-
-def model_kwargs_for_size(attributor_spec: dict, input_size: int) -> dict:
-    """A timm model built for a fixed input (e.g. EfficientFormerV2's `img_size`) follows the run's
-    input size, so a resolution study (Fig. 15 left) only changes `training.input_size`."""
-    kwargs = attributor_spec.get("model_kwargs") or {}
-    if "img_size" in kwargs and kwargs["img_size"] != input_size:
-        return {**attributor_spec, "model_kwargs": {**kwargs, "img_size": input_size}}
-    return attributor_spec
-
-
-def experiment_index(cfg: dict, name: str) -> str:
-    """The split index an experiment reads: the benchmark's, or its hyperparameter study's."""
-    study = cfg["experiments"][name].get("study") if name in cfg["experiments"] else None
-    if study:
-        from attribench.core.hp_studies import index_path
-
-        return index_path(cfg, study)
-    return f"data/{cfg['profile']}/dataset/index.parquet"
-
-
-def describe_model(attributor: dict) -> str:
-    """What really ran, for the tables: the timm model, or backbone (+ text encoder) of a frozen head."""
-    features = attributor.get("features") or {}
-    parts = [f"{k}:{v.get('backbone') or v.get('encoder')}" for k, v in features.items()]
-    spec = attributor.get("spec") or {}
-    return " + ".join(parts) or spec.get("model") or spec.get("backbone") or attributor.get("kind", "?")
-
+from attribench.core.paths import PLOTS, RUNS  # noqa: F401  (re-exported)
+from attribench.transforms.derived import derived_view
+from attribench.training.trainers import trainer_for
+from attribench.training.loop import predict, predict_features
+from attribench.models.features import feature_inputs
+from attribench.experiments.specs import (  # noqa: F401  (re-exported)
+    describe_model,
+    experiment_index,
+    experiment_spec,
+    model_kwargs_for_size,
+    resolve_runs,
+    run_metrics,
+    transform_status,
+    upstream_runs,
+    uses_text,
+    is_image_text_model,
+)
 
 def _metrics_block(y_true, y_pred, classes, seed) -> dict:
     m = classification_metrics(y_true, y_pred, classes)
@@ -177,15 +84,6 @@ def _write_test_outputs(out_dir: Path, test: str, classes, rows: pd.DataFrame, k
         preds[["true_label", "pred_label"]].set_axis(["actual", "predicted"], axis=1).to_csv(tmp, index=False)
 
 
-def uses_text(attributor: dict) -> bool:
-    return "text" in (attributor.get("features") or {})
-
-
-def is_image_text_model(attributor: dict) -> bool:
-    """An image model trained end to end that also takes the prompt embedding (e.g. E.F. w/ text)."""
-    return attributor.get("kind", "").endswith("_text")
-
-
 def feature_cache_dir(cfg: dict) -> Path:
     return Path("data") / cfg["profile"] / "features"
 
@@ -195,8 +93,6 @@ def predict_rows(cfg: dict, spec: dict, run_dir: str | Path, rows: pd.DataFrame)
     whatever the attributor eats: images, cached feature vectors, or images + prompt embedding."""
     import torch
 
-    from attribench.models.features import feature_inputs
-    from attribench.training.loop import predict, predict_features
 
     features = spec["attributor"].get("features")
     vectors = None
@@ -217,8 +113,6 @@ def _labelled(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | Path, threads: int | None = None) -> dict:
-    from attribench.models.features import feature_inputs
-    from attribench.training.trainers import trainer_for
 
     spec = experiment_spec(cfg, name)
     out_dir = Path(out_dir)
@@ -240,7 +134,6 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
     test_rows = {t: ds[ds["split"] == "test"] for t, ds in tests.items()}
     real_classes = sorted(set(label_of(train_ds)[train_ds["source"] == "real"])) if "source" in train_ds else []
     if spec.get("transform"):
-        from attribench.transforms.derived import derived_view
 
         everything = pd.concat([run_index, *test_rows.values()])
         view = derived_view(cfg, everything, spec["transform"]).drop_duplicates("parent_id").set_index("parent_id")

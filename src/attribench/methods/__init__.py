@@ -4,5 +4,6 @@ Importing this package registers the attributors `ju_fusion`, `deepfeaturex`, `j
 `jiang_probe`, and the `supcon` trainer (attribench.training.trainers).
 """
 
-from attribench.methods import deepfeaturex, jiang_siamese, ju_fusion  # noqa: F401
-from attribench.methods import jiang_train  # noqa: F401,E402
+from attribench.core.registry import import_submodules
+
+import_submodules(__name__)  # every method module registers its attributors, trainers and hooks

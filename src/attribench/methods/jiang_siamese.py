@@ -28,6 +28,9 @@ from sklearn.metrics import roc_auc_score
 
 from attribench.models.attributors.registry import register
 from attribench.data.imagedata import normalise, resize_crop
+from attribench.models.attributors import finetune
+from attribench.data.generators.base import RenderItem, image_seed
+from attribench.data.generators import get_backend
 
 
 def _distance(emb: torch.Tensor) -> torch.Tensor:
@@ -163,8 +166,6 @@ def verify_by_regeneration(query_bytes: bytes, caption: str, suspect_render_fn: 
 def backend_renderer(cfg: dict, generator: str, image_index: int = 0) -> Callable[[str], bytes]:
     """The production `suspect_render_fn`: caption -> encoded image from `generator`'s attribench
     backend (params `generators.<name>`), seeded like every other render. The model loads on first use."""
-    from attribench.data.generators import get_backend
-    from attribench.data.generators.base import RenderItem, image_seed
 
     spec = cfg["generators"][generator]
     backend, state = get_backend(spec["backend"]), {}
@@ -212,7 +213,6 @@ class JiangSiamese(torch.nn.Module):
 def _pretrained_trunk(name: str, backbone_spec: dict | None) -> tuple[torch.nn.Module, int]:
     """A backbones-registry model (e.g. efficientnet_lite0, timm:<name> + weights_file), unfrozen,
     re-normalising the ImageNet-normalised input to its own statistics (as `finetune` does)."""
-    from attribench.models.attributors import finetune
 
     model = finetune.build({"backbone": name, "backbone_spec": backbone_spec or {}}, 1)
     dim = model.head.in_features

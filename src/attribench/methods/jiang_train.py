@@ -36,6 +36,7 @@ from attribench.core.io import atomic_path
 from attribench.methods.jiang_siamese import make_prompt_groups, supcon_loss
 from attribench.data.shards import load_images
 from attribench.training.trainers import register_trainer
+from attribench.training.loop import _param_groups, cpu_state, history_line
 
 DEFAULTS = {"lr": 1e-4, "weight_decay": 0.0, "seed": 0, "num_threads": None, "device": "cpu",
             "lr_step_epochs": 20, "lr_gamma": 0.4, "batch_size": 64}
@@ -100,7 +101,6 @@ def train_supcon(index: pd.DataFrame, spec: dict, out_dir: str | Path, inputs=No
 
 
 def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log) -> dict:
-    from attribench.training.loop import _param_groups, cpu_state, history_line
 
     classes, seed, device = list(spec["classes"]), int(spec["seed"]), spec["device"]
     aspec = spec["attributor_spec"]

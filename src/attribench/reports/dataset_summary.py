@@ -8,6 +8,7 @@ import pandas as pd
 
 from attribench.core.io import atomic_path, save_png
 from attribench.data.shards import decode, load_images
+from attribench.reports.registry import ReportContext, register_report
 
 
 def dataset_summary(index: pd.DataFrame) -> pd.DataFrame:
@@ -49,3 +50,12 @@ def write_montage(index: pd.DataFrame, out: str | Path, per_class: int = 6, seed
     fig.tight_layout()
     save_png(fig, out, dpi=110)
     return Path(out)
+
+
+@register_report("dataset_summary", outputs=("csv", "png"), files={"png": "dataset_montage.png"},
+                 settings=lambda cfg: None)
+def dataset_summary_report(ctx: ReportContext) -> None:
+    """Images per class x split x prompt source (all rendered, and the benchmark sample), and a montage."""
+    index = pd.read_parquet(ctx.index)
+    write_summary(index, ctx.out["csv"])
+    write_montage(index, ctx.out["png"], seed=ctx.cfg["seed"])

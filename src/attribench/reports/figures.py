@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -14,11 +13,31 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from attribench.core.io import atomic_path, save_png  # noqa: E402
-from attribench.core.registry import Registry  # noqa: E402
+from attribench.core import paths  # noqa: E402
+from attribench.data.views import select  # noqa: E402
+from attribench.experiments.specs import experiment_spec  # noqa: E402
+from attribench.reports.common import experiment_runs, load_runs  # noqa: E402
+from attribench.reports.registry import ReportContext, register_report  # noqa: E402
 
 FigureBuilder = Callable[..., pd.DataFrame]
-FIGURES = Registry("figure")
-register_figure = FIGURES.register
+
+
+def _index_input(cfg: dict) -> dict[str, list[str]]:
+    return {"index": [str(paths.dataset_index(cfg))]}
+
+
+def register_figure(name: str):
+    """A figure over named runs: `builder(runs, png, cfg=, index_path=, name=) -> frame`; CSV + PNG."""
+
+    def deco(builder: FigureBuilder) -> FigureBuilder:
+        def build(ctx: ReportContext) -> pd.DataFrame:
+            return write_figure(builder, load_runs(ctx.inputs["runs"]), ctx.out, cfg=ctx.cfg, index_path=str(ctx.index), name=ctx.name)
+
+        build.__doc__ = builder.__doc__
+        register_report(name, outputs=("csv", "png"), runs=experiment_runs(name), inputs=_index_input)(build)
+        return builder
+
+    return deco
 
 
 @register_figure("fig3_train_size")
@@ -50,10 +69,9 @@ def fig3_train_size(runs: list[dict], png: Path, **_) -> pd.DataFrame:
 @register_figure("fig9_gram_density")
 def fig9_gram_density(runs: list[dict], png: Path, cfg: dict, index_path: str, **_) -> pd.DataFrame:
     """Density of the average Gram value per image, per class, log scale (Xu et al. Fig. 9)."""
-    from attribench.data.views import select
-    from attribench.experiments.runs import experiment_spec, feature_cache_dir
-    from attribench.models.features import feature_inputs
-    from attribench.models.style import gram_density_plot
+    from attribench.experiments.runs import feature_cache_dir  # torch: only when built
+    from attribench.models.features import feature_inputs  # torch: only when built
+    from attribench.models.style import gram_density_plot  # torch: only when built
 
     m = runs[0]
     spec = experiment_spec(cfg, m["experiment"])
@@ -70,13 +88,8 @@ def fig9_gram_density(runs: list[dict], png: Path, cfg: dict, index_path: str, *
     return df
 
 
-def build_figure(name: str, metrics_paths: list[str | Path], csv_out: str | Path, png_out: str | Path, **ctx) -> pd.DataFrame:
-    builder = FIGURES.lookup(name)
-    runs = [json.loads(Path(p).read_text()) for p in metrics_paths]
-    df = builder(runs, Path(png_out), name=name, **ctx)
-    with atomic_path(csv_out) as tmp:
+def write_figure(builder: FigureBuilder, runs: list[dict], out: dict[str, Path], **ctx) -> pd.DataFrame:
+    df = builder(runs, Path(out["png"]), **ctx)
+    with atomic_path(out["csv"]) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     return df
-
-
-from attribench.reports import study_figures  # noqa: E402,F401  (registers the Fig. 6 / 7 / 15 study figures)

@@ -28,27 +28,23 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from attribench.data.views import label_of, select  # noqa: E402
-from attribench.experiments.runs import RUNS, experiment_spec, predict_rows, run_metrics  # noqa: E402
+from attribench.core.paths import RUNS  # noqa: E402
+from attribench.experiments.specs import experiment_spec, run_metrics  # noqa: E402
+from attribench.reports.common import index_input, named_runs  # noqa: E402
+from attribench.training.metrics import bootstrap_ci, classification_metrics  # noqa: E402
+from attribench.reports.registry import ReportContext, register_report  # noqa: E402
 from attribench.core.io import atomic_path, save_png  # noqa: E402
 from attribench.reports.robustness import perturbed_points  # noqa: E402
-from attribench.training.metrics import bootstrap_ci, classification_metrics  # noqa: E402
 
 N_BOOT = 200
 
 
 def average_precision(y: np.ndarray, score: np.ndarray) -> float:
-    """AP = sum_n (R_n - R_{n-1}) P_n over distinct score thresholds (scikit-learn's definition, ties
-    included: tied scores form one threshold). NaN without positives."""
-    y, score = np.asarray(y, dtype=bool), np.asarray(score, dtype=np.float64)
-    if not y.any():
-        return float("nan")
-    order = np.argsort(-score, kind="mergesort")
-    y, score = y[order], score[order]
-    last = np.r_[np.nonzero(np.diff(score))[0], len(score) - 1]  # last index of each tied run
-    tps = np.cumsum(y)[last]
-    precision = tps / (last + 1)
-    recall = tps / tps[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    """scikit-learn's average precision (tied scores form one threshold); NaN without positives."""
+    from sklearn.metrics import average_precision_score  # sklearn: only when the report is built, not at DAG time
+
+    y = np.asarray(y, dtype=bool)
+    return float(average_precision_score(y, np.asarray(score, dtype=np.float64))) if y.any() else float("nan")
 
 
 def detection_aps(is_fake: np.ndarray, score: np.ndarray, family: np.ndarray, seed: int = 0,
@@ -95,6 +91,8 @@ def _test_view(cfg: dict, index: pd.DataFrame, dataset: str, classes: list[str])
 
 
 def _probs(cfg: dict, experiment: str, rows: pd.DataFrame) -> np.ndarray:
+    from attribench.experiments.runs import predict_rows  # torch: only when the report is built, not at DAG time
+
     return predict_rows(cfg, experiment_spec(cfg, experiment), RUNS / experiment, rows)
 
 
@@ -325,3 +323,17 @@ def _plot_dfx(df: pd.DataFrame, path: str | Path) -> None:
     ax.set_title(f"DeepFeatureX: {df.attributor.iloc[-1]} ({df.profile.iloc[0]})", fontsize=8)
     fig.tight_layout()
     save_png(fig, path, dpi=110)
+
+
+@register_report("ju_detection", outputs=("csv", "png"), runs=named_runs("ju_detection"), inputs=index_input, gpu=True,
+                 settings=lambda cfg: [cfg.get("ju_detection"), cfg["delivery"]])
+def ju_detection_report(ctx: ReportContext) -> pd.DataFrame:
+    """Ju et al. 2022: real-vs-fake AP per family, mAP, global AP, blur / JPEG robustness, N-way, held-out."""
+    return ju_detection(ctx.cfg, ctx.index, ctx.out["csv"], ctx.out["png"])
+
+
+@register_report("deepfeaturex", outputs=("csv", "png"), runs=named_runs("deepfeaturex"), inputs=index_input, gpu=True,
+                 settings=lambda cfg: [cfg.get("deepfeaturex"), cfg["delivery"]])
+def deepfeaturex_report(ctx: ReportContext) -> pd.DataFrame:
+    """DeepFeatureX (Pontorno et al. 2024): base models, 3-class + binary, JPEG QF robustness, N-way head."""
+    return deepfeaturex_table(ctx.cfg, ctx.index, ctx.out["csv"], ctx.out["png"])

@@ -20,7 +20,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from attribench.experiments.runs import RUNS, experiment_spec, predict_rows, run_metrics, upstream_runs, uses_text  # noqa: E402
+from attribench.core.paths import RUNS  # noqa: E402
+from attribench.experiments.specs import experiment_spec, run_metrics, upstream_runs, uses_text  # noqa: E402
+from attribench.reports.common import index_input  # noqa: E402
+from attribench.reports.registry import ReportContext, register_report  # noqa: E402
+from attribench.data.shards import load_images  # noqa: E402
+from attribench.transforms.derived import derived_view  # noqa: E402
+from attribench.transforms.postedit import test_rows  # noqa: E402
 from attribench.core.io import atomic_path, save_png  # noqa: E402
 
 
@@ -33,8 +39,7 @@ def total_train_seconds(cfg: dict, exp: str) -> float:
 def inference_seconds(spec: dict, run_dir: Path, rows: pd.DataFrame) -> float:
     """Wall time of `train.predict` on the rows' encoded images: decode, resize, any frozen backbone
     (recomputed, never the feature cache), the model. What a user pays per new image."""
-    from attribench.data.shards import load_images
-    from attribench.training.loop import predict
+    from attribench.training.loop import predict  # torch: only when the report is built, not at DAG time
 
     images = load_images(rows)
     blobs = [images[i] for i in rows["image_id"]]
@@ -45,7 +50,7 @@ def inference_seconds(spec: dict, run_dir: Path, rows: pd.DataFrame) -> float:
 
 
 def method_row(cfg: dict, key: str, entry: dict, test_rows: pd.DataFrame) -> dict:
-    from attribench.transforms.derived import derived_view
+    from attribench.experiments.runs import predict_rows  # torch: only when the report is built, not at DAG time
 
     mt = cfg["methods_table"]
     m = run_metrics(entry["experiment"])
@@ -87,8 +92,6 @@ def method_row(cfg: dict, key: str, entry: dict, test_rows: pd.DataFrame) -> dic
 def build_methods_table(cfg: dict, index_path: str | Path, csv_out: str | Path, png_out: str | Path) -> pd.DataFrame:
     from tqdm.auto import tqdm
 
-    from attribench.transforms.postedit import test_rows
-
     mt = cfg["methods_table"]
     rows = test_rows(cfg, index_path, mt["dataset"])
     out = [method_row(cfg, key, entry, rows) for key, entry in tqdm(mt["entries"].items(), desc="methods", unit="method")]
@@ -122,3 +125,17 @@ def plot_methods(df: pd.DataFrame, path: str | Path, quality: int) -> None:
     fig.suptitle(f"Methods on one bench ({df.profile.iloc[0]})", fontsize=10)
     fig.tight_layout()
     save_png(fig, path, dpi=120)
+
+
+def methods_runs(cfg: dict) -> list[str]:
+    """Each entry's every-class run and its held-out twin."""
+    entries = cfg["methods_table"]["entries"].values()
+    return [e["experiment"] for e in entries] + [e["heldout_experiment"] for e in entries if "heldout_experiment" in e]
+
+
+@register_report("methods", outputs=("csv", "png"), runs=methods_runs, inputs=index_input, gpu=True,
+                 settings=lambda cfg: [cfg.get("methods_table"), cfg.get("heldout_generators"), cfg["delivery"]])
+def methods_report(ctx: ReportContext) -> pd.DataFrame:
+    """Every attributor on the same splits: N-way accuracy (95% CI), macro-F1, real-vs-fake AP, accuracy at
+    JPEG QF, AP on held-out generators, train time, inference images/s."""
+    return build_methods_table(ctx.cfg, ctx.index, ctx.out["csv"], ctx.out["png"])

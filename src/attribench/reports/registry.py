@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from attribench.core import paths
-from attribench.core.registry import Registry
+from attribench.core.registry import Registry, import_submodules
 
 # Output kinds and where they go (core.paths): csv/md/png beside each other in results/, DVC metrics JSON in
 # results/metrics/, a folder of extra figures in results/<name>_<suffix>/.
@@ -26,8 +26,8 @@ class ReportContext:
 
     name: str
     cfg: dict
-    runs: list[str]
-    inputs: dict[str, list[str]]
+    runs: list[str]  # experiment names
+    inputs: dict[str, list[str]]  # "runs": their metrics.json files, then what the entry declares
     out: dict[str, Path]
 
     @property
@@ -42,11 +42,15 @@ class Report:
     outputs: tuple[str, ...]
     runs: Callable[[dict], list[str]]
     inputs: Callable[[dict], dict[str, list[str]]]
+    settings: Callable[[dict], object]
     doc: str = ""
-    dir_suffix: str = field(default="")
+    dir_suffix: str = ""
+    gpu: bool = False  # runs a model (predictions, transforms): a GPU job when the profile's device is one
+    files: dict[str, str] = field(default_factory=dict)  # output kind -> a file name other than <name>.<kind>
 
-    def output_paths(self, cfg: dict | None = None) -> dict[str, Path]:
-        return {kind: paths.report_output(self.name, kind, self.dir_suffix) for kind in self.outputs}
+    def output_paths(self) -> dict[str, Path]:
+        return {kind: paths.RESULTS / self.files[kind] if kind in self.files
+                else paths.report_output(self.name, kind, self.dir_suffix) for kind in self.outputs}
 
 
 REPORTS = Registry("report")
@@ -60,9 +64,16 @@ def _index_only(cfg: dict) -> dict[str, list[str]]:
     return {"index": [str(paths.dataset_index(cfg))]}
 
 
+def _table_settings(name: str) -> Callable[[dict], object]:
+    return lambda cfg: (cfg.get("tables") or {}).get(name)
+
+
 def register_report(name: str, *, outputs: tuple[str, ...], runs: Callable[[dict], list[str]] = _no_runs,
-                    inputs: Callable[[dict], dict[str, list[str]]] = _index_only, dir_suffix: str = ""):
-    """Decorator for `build(ctx: ReportContext)`; `outputs` are kinds from OUTPUT_KINDS."""
+                    inputs: Callable[[dict], dict[str, list[str]]] = _index_only,
+                    settings: Callable[[dict], object] | None = None, dir_suffix: str = "", gpu: bool = False,
+                    files: dict[str, str] | None = None):
+    """Decorator for `build(ctx: ReportContext)`; `outputs` are kinds from OUTPUT_KINDS. `settings(cfg)` is the
+    part of params that shapes the report (a change re-runs it; default: its `tables.<name>` entry)."""
     unknown = set(outputs) - set(OUTPUT_KINDS)
     if unknown or "csv" not in outputs:
         raise ValueError(f"report {name!r}: outputs {outputs} must include 'csv' and be among {OUTPUT_KINDS}")
@@ -70,7 +81,34 @@ def register_report(name: str, *, outputs: tuple[str, ...], runs: Callable[[dict
         raise ValueError(f"report {name!r}: a 'dir' output needs dir_suffix")
 
     def deco(fn: Callable[[ReportContext], object]) -> Callable[[ReportContext], object]:
-        REPORTS.register(name)(Report(name, fn, tuple(outputs), runs, inputs, (fn.__doc__ or "").strip(), dir_suffix))
+        REPORTS.register(name)(Report(name, fn, tuple(outputs), runs, inputs, settings or _table_settings(name),
+                                      (fn.__doc__ or "").strip(), dir_suffix, gpu, dict(files or {})))
         return fn
 
     return deco
+
+
+def build_report(name: str, cfg: dict, inputs: dict[str, list] | None = None,
+                 out: dict[str, Path] | None = None) -> object:
+    """Build one report: by default from the finished runs it declares into its own output files."""
+    report = load_reports().lookup(name)
+    if inputs is None:
+        runs = report.runs(cfg)
+        inputs = {"runs": [str(paths.run_metrics(e)) for e in runs], **report.inputs(cfg)}
+    else:  # given files (tests, ad-hoc use): the runs are named by their metrics.json folders
+        runs = [Path(p).parent.name for p in inputs.get("runs", [])]
+    return report.build(ReportContext(name, cfg, runs, inputs, out or report.output_paths()))
+
+
+def load_reports() -> Registry:
+    """Import every report module of this package (each registers its entries) and return the registry.
+
+    Discovered, not listed: adding a table or figure is one new module. Report modules keep torch and
+    scikit-learn out of their top-level imports, so this is cheap enough for Snakemake's DAG build."""
+    import importlib
+    import pkgutil
+
+
+    for mod in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{mod.name}")
+    return REPORTS

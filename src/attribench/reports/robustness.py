@@ -15,6 +15,11 @@ import pandas as pd  # noqa: E402
 
 from attribench.core.io import atomic_path, save_png  # noqa: E402
 from attribench.training.metrics import bootstrap_ci, classification_metrics  # noqa: E402
+from attribench.core import paths  # noqa: E402
+from attribench.experiments.specs import experiment_spec  # noqa: E402
+from attribench.reports.common import index_input  # noqa: E402
+from attribench.reports.registry import ReportContext, register_report  # noqa: E402
+from attribench.transforms.derived import derived_view  # noqa: E402
 from attribench.transforms.postedit import test_rows  # noqa: E402
 
 
@@ -29,8 +34,6 @@ def level_of(spec: dict):
 def perturbed_points(cfg: dict, rows: pd.DataFrame, perturbations: dict):
     """(axis, level, rows) for the clean rows and each perturbation spec; perturbed rows are the
     parents' rows (class, label, split) with the derived image ids (cached derived shards)."""
-    from attribench.transforms.derived import derived_view
-
     yield "clean", None, rows
     for axis, specs in perturbations.items():
         for s in specs:
@@ -39,7 +42,7 @@ def perturbed_points(cfg: dict, rows: pd.DataFrame, perturbations: dict):
 
 
 def robustness_curves(cfg: dict, index_path: str | Path, run_dir: str | Path, csv_out: str | Path, png_out: str | Path) -> pd.DataFrame:
-    from attribench.experiments.runs import experiment_spec, predict_rows
+    from attribench.experiments.runs import predict_rows  # torch: only when the report is built, not at DAG time
 
     rb, run_dir = cfg["robustness"], Path(run_dir)
     meta = json.loads((run_dir / "metrics.json").read_text())
@@ -81,3 +84,17 @@ def _plot(df: pd.DataFrame, path: str | Path) -> None:
     fig.suptitle(f"train clean / test perturbed: {clean.attributor} ({clean.profile})", fontsize=9)
     fig.tight_layout()
     save_png(fig, path, dpi=110)
+
+
+def _zoo_models(cfg: dict) -> dict[str, list[str]]:
+    """Zoo pipelines a perturbation runs (e.g. SDEdit's img2img in smoke) are inputs too."""
+    specs = [s for specs in (cfg.get("robustness") or {}).get("perturbations", {}).values() for s in specs]
+    models = sorted({m for m in (paths.zoo_model_dir(cfg, {"backend": "diffusers", **s}) for s in specs) if m})
+    return index_input(cfg, models=models)
+
+
+@register_report("robustness", outputs=("csv", "png"), runs=lambda cfg: [cfg["robustness"]["experiment"]],
+                 inputs=_zoo_models, gpu=True, settings=lambda cfg: [cfg.get("robustness"), cfg["delivery"]])
+def robustness_report(ctx: ReportContext) -> pd.DataFrame:
+    """Train clean / test perturbed: accuracy per perturbation level (JPEG, blur, noise, bilateral, SDEdit)."""
+    return robustness_curves(ctx.cfg, ctx.index, paths.run_dir(ctx.runs[0]), ctx.out["csv"], ctx.out["png"])

@@ -16,10 +16,12 @@ import pandas as pd  # noqa: E402
 
 from attribench.reports.figures import register_figure  # noqa: E402
 from attribench.core.io import save_png  # noqa: E402
+from attribench.data.shards import decode, load_images  # noqa: E402
+from attribench.data.views import select  # noqa: E402
+from attribench.experiments.specs import experiment_spec, transform_status  # noqa: E402
 
 
 def study_rows(runs: list[dict], cfg: dict, name: str) -> pd.DataFrame:
-    from attribench.experiments.runs import experiment_spec, transform_status
     by_exp = {m["experiment"]: m for m in runs}
     rows = []
     for exp in cfg["tables"][name]["experiments"]:
@@ -57,9 +59,6 @@ def _label(r) -> str:
 
 def _example(cfg: dict, index_path: str, generator: str = "real") -> tuple[np.ndarray, dict]:
     """One test image of the study view (a real photo when there is one) as uint8 HxWx3."""
-    from attribench.data.views import select
-    from attribench.data.shards import decode, load_images
-
     index = pd.read_parquet(index_path)
     ds = select(index, "study", cfg["datasets"]["study"], cfg["split"]["seed"])
     test = ds[ds["split"] == "test"]
@@ -71,8 +70,7 @@ def _example(cfg: dict, index_path: str, generator: str = "real") -> tuple[np.nd
 
 def _panels(cfg: dict, df: pd.DataFrame, index_path: str, fig, gs_row) -> None:
     """One example image under each row's transform; grey panel + status where it cannot run."""
-    from attribench.experiments.runs import experiment_spec
-    from attribench.transforms import apply
+    from attribench.transforms import apply  # the transform plugins load torch: only when the figure is built
 
     image, row = _example(cfg, index_path)
     axes = [fig.add_subplot(gs_row[i]) for i in range(len(df))]

@@ -9,14 +9,19 @@ import pandas as pd
 
 from attribench.core.io import atomic_path
 from attribench.data.shards import read_metadata
-from attribench.experiments.runs import experiment_spec, predict_rows
+from attribench.core import paths
+from attribench.experiments.specs import experiment_spec
+from attribench.reports.common import index_input
+from attribench.reports.registry import ReportContext, register_report
 from attribench.training.metrics import bootstrap_ci, classification_metrics, plot_confusion
 from attribench.transforms.masks import BANDS
-from attribench.transforms.postedit import test_rows
+from attribench.transforms.postedit import edit_targets, test_rows
 
 
 def build_table4(cfg: dict, index_path: str | Path, edited: dict[tuple[str, str], str], run_dir: str | Path,
                  csv_out: str | Path, md_out: str | Path, confusion_dir: str | Path) -> pd.DataFrame:
+    from attribench.experiments.runs import predict_rows  # torch: only when the report is built, not at DAG time
+
     run_dir = Path(run_dir)
     meta = json.loads((run_dir / "metrics.json").read_text())
     classes, spec = meta["classes"], experiment_spec(cfg, meta["experiment"])
@@ -50,3 +55,14 @@ def build_table4(cfg: dict, index_path: str | Path, edited: dict[tuple[str, str]
                        f"\n\nProfile `{cfg['profile']}`; {len(classes)} classes, chance {100 / len(classes):.2f}%.\n")
     return df
 
+
+def _edits(cfg: dict) -> dict[str, list[str]]:
+    return index_input(cfg, edits=sorted(edit_targets(cfg).values()))
+
+
+@register_report("table4", outputs=("csv", "md", "dir"), dir_suffix="confusion", inputs=_edits, gpu=True,
+                 runs=lambda cfg: [cfg["post_editing"]["experiment"]], settings=lambda cfg: [cfg.get("post_editing")])
+def table4_report(ctx: ReportContext) -> pd.DataFrame:
+    """Post-editing: the best Table 1 attributor on inpainted test images per mask band and on external edits."""
+    return build_table4(ctx.cfg, ctx.index, edit_targets(ctx.cfg), paths.run_dir(ctx.runs[0]), ctx.out["csv"],
+                        ctx.out["md"], ctx.out["dir"])

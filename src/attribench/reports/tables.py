@@ -14,11 +14,27 @@ from typing import Callable
 import pandas as pd
 
 from attribench.core.io import atomic_path
-from attribench.core.registry import Registry
+from attribench.reports.common import experiment_runs, load_runs
+from attribench.reports.registry import ReportContext, register_report
 
 TableBuilder = Callable[[list[dict]], tuple[pd.DataFrame, str]]
-TABLES = Registry("table")
-register_table = TABLES.register
+
+
+def register_table(name: str, figure: Callable[[list[dict], Path], object] | None = None, png_name: str | None = None):
+    """A table over named runs: `builder(runs) -> (long-format frame, Markdown)`; CSV + MD + DVC metrics
+    (flat accuracies for `dvc metrics show`), plus the table's figure when it has one (Table 3 -> Fig. 4)."""
+
+    def deco(builder: TableBuilder) -> TableBuilder:
+        def build(ctx: ReportContext) -> pd.DataFrame:
+            return write_table(ctx.name, builder, load_runs(ctx.inputs["runs"]), ctx.out, figure)
+
+        build.__doc__ = builder.__doc__
+        outputs = ("csv", "md", "metrics") + (("png",) if figure else ())
+        register_report(name, outputs=outputs, runs=experiment_runs(name), inputs=lambda cfg: {},
+                        files={"png": png_name} if png_name else None)(build)
+        return builder
+
+    return deco
 
 
 def _pct(x: float) -> str:
@@ -130,7 +146,6 @@ def _study_rows(runs: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@register_table("table3")
 def table3(runs: list[dict]) -> tuple[pd.DataFrame, str]:
     """Detectability of inference hyperparameters: one attributor per study (checkpoint, scheduler,
     sampling steps, seed), each vs its own chance level (Xu et al. Table 3)."""
@@ -191,26 +206,21 @@ def study_confusion_grid(runs: list[dict], png: str | Path) -> Path:
     return Path(png)
 
 
-# Tables that come with a figure (`attribench table --png`): Table 3 -> Fig. 4.
-TABLE_FIGURES = {"table3": study_confusion_grid}
+register_table("table3", figure=study_confusion_grid, png_name="table3_confusion.png")(table3)
 
 
-def build_table(name: str, metrics_paths: list[str | Path], csv_out: str | Path, md_out: str | Path,
-                metrics_out: str | Path | None = None, png_out: str | Path | None = None) -> pd.DataFrame:
-    builder = TABLES.lookup(name)
-    runs = [json.loads(Path(p).read_text()) for p in metrics_paths]
+def write_table(name: str, builder: TableBuilder, runs: list[dict], out: dict[str, Path],
+                figure: Callable | None = None) -> pd.DataFrame:
     df, md = builder(runs)
-    if png_out:
-        if name not in TABLE_FIGURES:
-            raise KeyError(f"table '{name}' has no figure (tables with one: {sorted(TABLE_FIGURES)})")
-        TABLE_FIGURES[name](runs, png_out)
-    with atomic_path(csv_out) as tmp:
+    if figure and "png" in out:
+        figure(runs, out["png"])
+    with atomic_path(out["csv"]) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
-    with atomic_path(md_out) as tmp:
-        doc = " ".join(inspect.cleandoc(TABLES[name].__doc__ or "").split())
+    with atomic_path(out["md"]) as tmp:
+        doc = " ".join(inspect.cleandoc(builder.__doc__ or "").split())
         tmp.write_text(f"# {name}\n\n{doc}\n\n{md}")
-    if metrics_out:  # flat accuracies for `dvc metrics show`
+    if "metrics" in out:  # flat accuracies for `dvc metrics show`
         flat = {f"{r.experiment}/{r.test_on}": round(float(r.accuracy), 6) for r in _rows(runs).itertuples()}
-        with atomic_path(metrics_out) as tmp:
+        with atomic_path(out["metrics"]) as tmp:
             tmp.write_text(json.dumps(flat, indent=1) + "\n")
     return df

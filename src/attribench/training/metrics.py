@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from attribench.core.io import atomic_path
 
@@ -27,6 +26,9 @@ def classification_metrics(y_true: Sequence, y_pred: Sequence, labels: list[str]
     (a class absent from the test set is not counted as a zero). Per-class accuracy is the
     recall of each class, None for a class with no test images (JSON has no NaN).
     """
+    # scikit-learn loads here, not at import: reports are declared at Snakemake DAG time
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
     t, p = as_indices(y_true, labels), as_indices(y_pred, labels)
     k = len(labels)
     prec, rec, f1, _ = precision_recall_fscore_support(t, p, average="macro", zero_division=0)

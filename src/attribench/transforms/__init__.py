@@ -7,7 +7,7 @@ Images are numpy uint8 (N, H, W, 3) RGB in and out (see `registry`). Typical use
     apply_to_shard("in.parquet", "out.parquet", {"name": "jpeg", "quality": 50})
     availability({"name": "depth"})  # "ok" | "needs weights" | "not available"
 
-Adding a transform is one `@register(...)` function in a module imported below.
+Adding a transform is one `@register(...)` function in any module of this package.
 """
 
 from attribench.transforms.registry import (  # noqa: F401
@@ -26,6 +26,7 @@ from attribench.transforms.registry import (  # noqa: F401
     spec_json,
 )
 
-# Importing the modules registers their transforms.
-from attribench.transforms import inpaint, learned, perturb, represent, views  # noqa: F401,E402
 from attribench.transforms.derive import apply_to_shard, compose, transform_chain  # noqa: F401,E402
+from attribench.core.registry import import_submodules  # noqa: E402
+
+import_submodules(__name__)  # every module here registers its transforms

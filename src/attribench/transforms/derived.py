@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from attribench.data.shards import read_metadata
+from attribench.transforms.postedit import transform_rows
 
 
 def derived_shard_path(cfg: dict, spec: dict, parent_ids) -> Path:
@@ -27,8 +28,7 @@ def derived_view(cfg: dict, rows: pd.DataFrame, spec: dict, shard: str | Path | 
     """`rows` (index rows: image_id, shard, split, generator, ...) with image_id/shard swapped for
     their transformed copies; `parent_id` holds the original id. The derived shard is built once
     (atomically) and reused by every experiment that asks for the same transform of the same images."""
-    from attribench.transforms.postedit import transform_rows
-    from attribench.transforms import make_spec
+    from attribench.transforms import make_spec  # every transform plugin (torch): only when a view is derived
 
     spec = make_spec(spec)
     parents = rows.drop_duplicates("image_id")

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from attribench.data.views import select
+from attribench.core import paths
+from attribench.data.views import test_split
 from attribench.data.delivery import encode as deliver_encode
 from attribench.data.delivery import resize_center_crop
 from attribench.data.generators.folder_backend import IMAGE_SUFFIXES, check_image
@@ -26,9 +27,7 @@ log = logging.getLogger(__name__)
 
 def test_rows(cfg: dict, index_path: str | Path, dataset: str) -> pd.DataFrame:
     """The test split of a dataset view: the images that get edited or perturbed."""
-    index = pd.read_parquet(index_path)
-    ds = select(index, dataset, cfg["datasets"][dataset], cfg["split"]["seed"])
-    return ds[ds["split"] == "test"].reset_index(drop=True)
+    return test_split(pd.read_parquet(index_path), cfg, dataset)
 
 
 def _redeliver(data: bytes, policy: dict) -> bytes:
@@ -47,7 +46,7 @@ def transform_rows(cfg: dict, rows: pd.DataFrame, spec: dict, out: str | Path, r
                    source: str | None = None, batch_size: int = 32) -> Path:
     """Derived shard of `rows` under transform `spec`, re-delivered; `record` goes into `transform`,
     `source` replaces the parent's (None keeps it)."""
-    from attribench.transforms import encode
+    from attribench.transforms import encode  # every transform plugin (torch): only when images are edited
 
     images = load_images(rows)
     records = rows.to_dict("records")
@@ -62,7 +61,7 @@ def transform_rows(cfg: dict, rows: pd.DataFrame, spec: dict, out: str | Path, r
 
 
 def edit_with_transform(cfg: dict, tool: str, band: str, index_path: str | Path, out: str | Path) -> Path:
-    from attribench.transforms import make_spec
+    from attribench.transforms import make_spec  # every transform plugin (torch): only when images are edited
 
     spec = make_spec({**cfg["post_editing"]["tools"][tool]["transform"], "band": band})
     rows = test_rows(cfg, index_path, cfg["post_editing"]["dataset"])
@@ -89,9 +88,8 @@ def import_external_edits(cfg: dict, tool: str, index_path: str | Path, out: str
 
 def edit_targets(cfg: dict) -> dict[tuple[str, str], str]:
     """(tool, band) -> edited shard path, for every tool in params (band 'all' for imported edits)."""
-    base = Path("data") / cfg["profile"] / "edits"
     out = {}
     for tool, t in cfg.get("post_editing", {}).get("tools", {}).items():
         for band in t.get("bands", ["all"]):
-            out[(tool, band)] = str(base / tool / f"{band}.parquet")
+            out[(tool, band)] = str(paths.edited_shard(cfg, tool, band))
     return out

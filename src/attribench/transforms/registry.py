@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from attribench.transforms.weights import NeedsWeights, weights_present  # noqa: F401  (re-exported)
+from attribench.data.shards import encode_png
 
 AVAILABILITY = ("ok", "needs weights", "not available")
 
@@ -157,7 +158,6 @@ def encode(spec: str | dict, images: np.ndarray, ids: Sequence[str] | None = Non
     """Encoded outputs and their format: lossless PNG, or the transform's own bytes (JPEG *is* its output)."""
     from PIL import Image
 
-    from attribench.data.shards import encode_png
 
     tr, params, meta = _prepare(spec, images, ids, prompts)
     if tr.to_bytes is not None:

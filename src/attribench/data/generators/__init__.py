@@ -2,5 +2,6 @@
 
 from attribench.data.generators.base import BACKENDS, Backend, RenderItem, get_backend, register_backend  # noqa: F401
 
-# Importing the modules registers their backends.
-from attribench.data.generators import diffusers_backend, folder_backend, gan_backend, openai_backend  # noqa: F401,E402
+from attribench.core.registry import import_submodules  # noqa: E402
+
+import_submodules(__name__)  # every module here registers its backend

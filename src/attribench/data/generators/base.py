@@ -99,3 +99,14 @@ def base_provenance(gen: str, spec: dict, item: RenderItem) -> dict:
         image_index=item.image_index, seed=item.seed,
     )
 
+
+def suspects_of(cfg: dict) -> list[str]:
+    """Suspect generators for Jiang et al.'s regenerate flow (`jiang_pairs.regenerate.suspects`), else every
+    prompt-driven generator: the ones that can re-render a query's caption."""
+    spec = (cfg.get("jiang_pairs") or {}).get("regenerate") or {}
+    if "suspects" in spec:
+        unknown = set(spec["suspects"]) - set(cfg["generators"])
+        if unknown:
+            raise KeyError(f"jiang_pairs.regenerate.suspects names unknown generators {sorted(unknown)}")
+        return list(spec["suspects"])
+    return [g for g, s in cfg["generators"].items() if get_backend(s["backend"]).prompt_driven]

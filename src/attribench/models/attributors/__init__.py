@@ -2,6 +2,6 @@
 
 from attribench.models.attributors.registry import ATTRIBUTORS, build_attributor, register  # noqa: F401
 
-# Importing the modules registers their builders.
-from attribench.models.attributors import finetune, heads, timm_scratch  # noqa: F401,E402
-from attribench.models.attributors import text_fusion  # noqa: F401,E402
+from attribench.core.registry import import_submodules  # noqa: E402
+
+import_submodules(__name__)  # every module here registers its builders

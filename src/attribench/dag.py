@@ -1,0 +1,94 @@
+"""What Snakemake needs to build the DAG: every job's inputs, named from params alone.
+
+Imported by `workflow/rules/common.smk`; it reaches only config, paths, generator planning, experiment
+specs and report declarations, so building the DAG (even the ~5000-job paper one) never imports torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from attribench.core import paths
+from attribench.core.hp_studies import SEP, all_study_generators, split_config, studies  # noqa: F401  (used by rules)
+from attribench.data.generators import get_backend
+from attribench.data.render import content_spec  # noqa: F401  (used by rules)
+from attribench.experiments.specs import experiment_index, experiment_spec, upstream_runs  # noqa: F401  (experiment_spec: rules)
+from attribench.reports.registry import load_reports
+
+
+class Plan:
+    """Job inputs for one resolved config (`P` in the rules)."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        # Hyperparameter-study classes (`<study>__<label>`): rendered and delivered by the same rules as
+        # every generator, but not part of the benchmark index; each study has its own index.
+        self.study_generators = all_study_generators(cfg)
+        self.reports = load_reports()
+
+    def gen_spec(self, name: str) -> dict:
+        if name in self.cfg["generators"]:
+            return self.cfg["generators"][name]
+        if name in self.study_generators:
+            return self.study_generators[name]
+        raise ValueError(f"generator '{name}' is neither in params.yaml generators nor a hyperparameter-study class")
+
+    def chunks_of(self, gen: str) -> list[str]:
+        return get_backend(self.gen_spec(gen)["backend"]).chunks(gen, self.gen_spec(gen), self.cfg)
+
+    def delivered_shards(self) -> list[str]:
+        return [str(paths.delivered_shard(self.cfg, g, c)) for g in self.cfg["generators"] for c in self.chunks_of(g)]
+
+    def study_delivered_shards(self, study: str) -> list[str]:
+        classes = [g for g in self.study_generators if g.split(SEP, 1)[0] == study]
+        return [str(paths.delivered_shard(self.cfg, g, c)) for g in classes for c in self.chunks_of(g)]
+
+    def zoo_inputs(self, name: str) -> dict:
+        """A trained zoo stage needs its training images and the stage it resumes."""
+        spec = self.cfg["zoo"][name]
+        inputs = {}
+        if spec.get("training"):
+            inputs["images"] = spec["training"]["images"]
+        if spec.get("resume_from"):
+            inputs["resume"] = str(paths.MODELS_ZOO / spec["resume_from"])
+        return inputs
+
+    def render_inputs(self, generator: str, chunk: str) -> dict:
+        spec = self.gen_spec(generator)
+        inputs = {}
+        if get_backend(spec["backend"]).prompt_driven:
+            inputs["prompts"] = str(paths.prompts(self.cfg, chunk.rsplit("-", 1)[0]))
+        if paths.zoo_model_dir(self.cfg, spec):
+            inputs["model"] = paths.zoo_model_dir(self.cfg, spec)
+        if spec["backend"] == "folder" and (Path(spec["path"]).exists() or not spec["path"].startswith(f"{paths.EXTERNAL}/")):
+            # User data under data/external/ is checked when the job runs (clear error naming the folder),
+            # so the paper DAG still dry-runs on a machine that does not hold it yet.
+            inputs["folder"] = spec["path"]
+        return inputs
+
+    def train_inputs(self, experiment: str) -> dict:
+        spec = experiment_spec(self.cfg, experiment)
+        # the benchmark index, or a hyperparameter study's own index (experiment key `study`)
+        inputs = {"index": experiment_index(self.cfg, experiment)}
+        # runs this attributor builds on (spec keys *_run / *_runs, e.g. DeepFeatureX's base models)
+        inputs["upstream"] = [str(paths.run_metrics(e)) for e in upstream_runs(spec["attributor"])]
+        model = paths.zoo_model_dir(self.cfg, {"backend": "diffusers", **spec.get("transform", {})})  # e.g. SDEdit's
+        if model:
+            inputs["model"] = model
+        return inputs
+
+    def edit_inputs(self, tool: str) -> dict:
+        spec = self.cfg["post_editing"]["tools"][tool]
+        model = paths.zoo_model_dir(self.cfg, {"backend": "diffusers", **spec.get("transform", {})})
+        return {"index": str(paths.dataset_index(self.cfg)), **({"model": model} if model else {})}
+
+    def report_inputs(self, name: str) -> dict:
+        """A report's inputs: the metrics of every run it declares, and its other files."""
+        report = self.reports.lookup(name)
+        return {"runs": [str(paths.run_metrics(e)) for e in report.runs(self.cfg)], **report.inputs(self.cfg)}
+
+    def report_outputs(self, name: str) -> dict[str, str]:
+        return {kind: str(path) for kind, path in self.reports.lookup(name).output_paths().items()}
+
+    def all_report_outputs(self) -> list[str]:
+        return [p for name in sorted(self.reports) for p in self.report_outputs(name).values()]

@@ -1,0 +1,27 @@
+# Every table and figure is one entry of the report registry (src/attribench/reports): one generic rule,
+# instantiated per entry, whose inputs are the runs and files the entry declares and whose outputs are
+# the files it writes. `snakemake results/table2.csv` trains only what table 2 reads.
+for _name, _report in sorted(REPORTS.items()):
+
+    rule:
+        name:
+            f"report_{_name}"
+        input:
+            unpack(lambda wc, name=_name: PLAN.report_inputs(name)),
+        output:
+            **{
+                kind: directory(path) if kind == "dir" else path
+                for kind, path in PLAN.report_outputs(_name).items()
+            },
+        params:
+            cfg=CFG,
+            settings=lambda wc, name=_name: as_json(REPORTS[name].settings(P)),
+        threads: workflow.cores if _report.gpu else 1
+        resources:
+            gpu=on_gpu() if _report.gpu else 0,
+        conda:
+            ENV
+        log:
+            f"{LOGS}/reports/{_name}.log",
+        shell:
+            "attribench --config-json {params.cfg} --threads {threads} report %s > {log} 2>&1" % _name
