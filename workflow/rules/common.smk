@@ -8,7 +8,10 @@ from attribench.data.render import content_spec
 from attribench.core.hp_studies import SEP, all_study_generators, split_config, studies
 
 P = ab_config.resolve(config)  # profile overlay + schema check of the merged settings
-CFG = str(ab_config.snapshot(P))  # every job reads the same resolved settings
+# Content-addressed and never rewritten: a job reads the settings of the Snakemake start that scheduled
+# it, whatever params.yaml says later. Used as {CFG} in shell commands (not a param), so a new file name
+# alone re-runs nothing; each rule's params carry the settings slice that decides re-runs.
+CFG = str(ab_config.snapshot(P))
 ENV = str(Path(workflow.basedir, "workflow/envs/attribench.yaml"))  # --sdm conda; ./setup.sh is the default
 DATA = f"data/{P['profile']}"  # per profile, so a paper run never overwrites the smoke data
 LOGS = f"results/logs/{P['profile']}"

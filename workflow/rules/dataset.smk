@@ -4,14 +4,13 @@ rule split:
     output:
         f"{DATA}/dataset/index.parquet",
     params:
-        cfg=CFG,
         split=as_json(P["split"]),
     conda:
         ENV
     log:
         f"{LOGS}/dataset/split.log",
     shell:
-        "attribench --config-json {params.cfg} split --out {output} {input} > {log} 2>&1"
+        "attribench --config-json {CFG} split --out {output} {input} > {log} 2>&1"
 
 
 rule dataset_summary:
@@ -20,11 +19,9 @@ rule dataset_summary:
     output:
         csv="results/dataset_summary.csv",
         montage="results/dataset_montage.png",
-    params:
-        cfg=CFG,
     conda:
         ENV
     log:
         f"{LOGS}/dataset/summary.log",
     shell:
-        "attribench --config-json {params.cfg} summary --index {input} --csv {output.csv} --montage {output.montage} > {log} 2>&1"
+        "attribench --config-json {CFG} summary --index {input} --csv {output.csv} --montage {output.montage} > {log} 2>&1"

@@ -10,7 +10,6 @@ rule jiang_pairs:
         csv="results/jiang_pairs.csv",
         png="results/jiang_pairs.png",
     params:
-        cfg=CFG,
         spec=lambda wc: as_json(P.get("jiang_pairs")),
     threads: workflow.cores
     resources:
@@ -20,5 +19,5 @@ rule jiang_pairs:
     log:
         f"{LOGS}/jiang_pairs.log",
     shell:
-        "attribench --config-json {params.cfg} --threads {threads} jiang-pairs --index {input.index} "
+        "attribench --config-json {CFG} --threads {threads} jiang-pairs --index {input.index} "
         "--csv {output.csv} --png {output.png} > {log} 2>&1"

@@ -10,7 +10,6 @@ rule ju_detection:
         csv="results/ju_detection.csv",
         png="results/ju_detection.png",
     params:
-        cfg=CFG,
         spec=as_json([P.get("ju_detection"), P["delivery"]]),
     threads: workflow.cores
     conda:
@@ -18,7 +17,7 @@ rule ju_detection:
     log:
         f"{LOGS}/tables/ju_detection.log",
     shell:
-        "attribench --config-json {params.cfg} --threads {threads} ju-detection --index {input.index} "
+        "attribench --config-json {CFG} --threads {threads} ju-detection --index {input.index} "
         "--csv {output.csv} --png {output.png} > {log} 2>&1"
 
 
@@ -30,7 +29,6 @@ rule deepfeaturex_table:
         csv="results/deepfeaturex.csv",
         png="results/deepfeaturex.png",
     params:
-        cfg=CFG,
         spec=as_json([P.get("deepfeaturex"), P["delivery"]]),
     threads: workflow.cores
     conda:
@@ -38,5 +36,5 @@ rule deepfeaturex_table:
     log:
         f"{LOGS}/tables/deepfeaturex.log",
     shell:
-        "attribench --config-json {params.cfg} --threads {threads} deepfeaturex-table --index {input.index} "
+        "attribench --config-json {CFG} --threads {threads} deepfeaturex-table --index {input.index} "
         "--csv {output.csv} --png {output.png} > {log} 2>&1"

@@ -8,7 +8,6 @@ rule methods_table:
         csv="results/methods.csv",
         png="results/methods.png",
     params:
-        cfg=CFG,
         spec=as_json([P.get("methods_table"), P.get("heldout_generators"), P["delivery"]]),
     threads: workflow.cores
     conda:
@@ -16,5 +15,5 @@ rule methods_table:
     log:
         f"{LOGS}/tables/methods.log",
     shell:
-        "attribench --config-json {params.cfg} --threads {threads} methods --index {input.index} "
+        "attribench --config-json {CFG} --threads {threads} methods --index {input.index} "
         "--csv {output.csv} --png {output.png} > {log} 2>&1"

@@ -6,7 +6,6 @@ rule edit_test_images:
     output:
         f"{DATA}/edits/{{tool}}/{{band}}.parquet",
     params:
-        cfg=CFG,
         spec=lambda wc: as_json([P["post_editing"], P["delivery"]]),
     threads: 1
     conda:
@@ -14,7 +13,7 @@ rule edit_test_images:
     log:
         f"{LOGS}/edits/{{tool}}/{{band}}.log",
     shell:
-        "attribench --config-json {params.cfg} --threads {threads} edit --tool {wildcards.tool} "
+        "attribench --config-json {CFG} --threads {threads} edit --tool {wildcards.tool} "
         "--band {wildcards.band} --index {input.index} --out {output} > {log} 2>&1"
 
 
@@ -28,14 +27,13 @@ rule table4:
         md="results/table4.md",
         confusions=directory("results/table4_confusion"),
     params:
-        cfg=CFG,
         run=lambda wc: f"results/runs/{P['post_editing']['experiment']}",
     conda:
         ENV
     log:
         f"{LOGS}/tables/table4.log",
     shell:
-        "attribench --config-json {params.cfg} table4 --index {input.index} --run {params.run} --csv {output.csv} "
+        "attribench --config-json {CFG} table4 --index {input.index} --run {params.run} --csv {output.csv} "
         "--md {output.md} --confusion-dir {output.confusions} > {log} 2>&1"
 
 
@@ -48,7 +46,6 @@ rule robustness:
         csv="results/robustness.csv",
         png="results/robustness.png",
     params:
-        cfg=CFG,
         spec=as_json([P.get("robustness"), P["delivery"]]),
         run=lambda wc: f"results/runs/{P['robustness']['experiment']}",
     conda:
@@ -56,5 +53,5 @@ rule robustness:
     log:
         f"{LOGS}/tables/robustness.log",
     shell:
-        "attribench --config-json {params.cfg} robustness --index {input.index} --run {params.run} "
+        "attribench --config-json {CFG} robustness --index {input.index} --run {params.run} "
         "--csv {output.csv} --png {output.png} > {log} 2>&1"

@@ -4,7 +4,6 @@ rule render:
     output:
         f"{DATA}/shards/raw/{{generator}}/{{chunk}}.parquet",
     params:
-        cfg=CFG,
         spec=lambda wc: as_json(content_spec(gen_spec(wc.generator))),
         seed=lambda wc: P["seed"],
         prompts=lambda wc, input: f"--prompts {input.prompts}" if "prompts" in input.keys() else "",
@@ -16,7 +15,7 @@ rule render:
     log:
         f"{LOGS}/render/{{generator}}/{{chunk}}.log",
     shell:
-        "attribench --config-json {params.cfg} --threads {threads} render --generator {wildcards.generator} --chunk {wildcards.chunk} {params.prompts} "
+        "attribench --config-json {CFG} --threads {threads} render --generator {wildcards.generator} --chunk {wildcards.chunk} {params.prompts} "
         "--out {output} > {log} 2>&1"
 
 
@@ -26,11 +25,10 @@ rule deliver:
     output:
         f"{DATA}/shards/delivered/{{generator}}/{{chunk}}.parquet",
     params:
-        cfg=CFG,
         policy=as_json(P["delivery"]),
     conda:
         ENV
     log:
         f"{LOGS}/deliver/{{generator}}/{{chunk}}.log",
     shell:
-        "attribench --config-json {params.cfg} deliver --raw {input} --out {output} > {log} 2>&1"
+        "attribench --config-json {CFG} deliver --raw {input} --out {output} > {log} 2>&1"

@@ -6,7 +6,6 @@ rule study_split:
     output:
         f"{DATA}/studies/{{study}}/index.parquet",
     params:
-        cfg=CFG,
         split=lambda wc: as_json(split_config(P, wc.study)),
     wildcard_constraints:
         study="|".join(sorted(studies(P))) or "^$",
@@ -15,7 +14,7 @@ rule study_split:
     log:
         f"{LOGS}/studies/{{study}}/split.log",
     shell:
-        "attribench --config-json {params.cfg} split --study {wildcards.study} --out {output} {input} > {log} 2>&1"
+        "attribench --config-json {CFG} split --study {wildcards.study} --out {output} {input} > {log} 2>&1"
 
 
 rule table3:
@@ -26,12 +25,10 @@ rule table3:
         md="results/table3.md",
         metrics="results/metrics/table3.json",
         png="results/table3_confusion.png",
-    params:
-        cfg=CFG,
     conda:
         ENV
     log:
         f"{LOGS}/tables/table3.log",
     shell:
-        "attribench --config-json {params.cfg} table --name table3 --csv {output.csv} --md {output.md} "
+        "attribench --config-json {CFG} table --name table3 --csv {output.csv} --md {output.md} "
         "--dvc-metrics {output.metrics} --png {output.png} {input} > {log} 2>&1"

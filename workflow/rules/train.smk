@@ -7,7 +7,6 @@ rule train:
         metrics="results/runs/{experiment}/metrics.json",
         model="results/runs/{experiment}/model.safetensors",
     params:
-        cfg=CFG,
         spec=lambda wc: as_json(experiment_spec(P, wc.experiment)),
     # All the cores to one training at a time: torch threads oversubscribed across parallel
     # jobs slow small models down many times over.
@@ -19,7 +18,7 @@ rule train:
     log:
         f"{LOGS}/train/{{experiment}}.log",
     shell:
-        "attribench --config-json {params.cfg} --threads {threads} train --experiment {wildcards.experiment} "
+        "attribench --config-json {CFG} --threads {threads} train --experiment {wildcards.experiment} "
         "--index {input.index} --out results/runs/{wildcards.experiment} > {log} 2>&1"
 
 
@@ -30,8 +29,6 @@ rule table:
         csv="results/{table}.csv",
         md="results/{table}.md",
         metrics="results/metrics/{table}.json",
-    params:
-        cfg=CFG,
     wildcard_constraints:
         table="|".join(sorted(t for t in P["tables"] if t.startswith("table") and t not in TABLES_WITH_OWN_RULE)),
     conda:
@@ -39,7 +36,7 @@ rule table:
     log:
         f"{LOGS}/tables/{{table}}.log",
     shell:
-        "attribench --config-json {params.cfg} table --name {wildcards.table} --csv {output.csv} --md {output.md} "
+        "attribench --config-json {CFG} table --name {wildcards.table} --csv {output.csv} --md {output.md} "
         "--dvc-metrics {output.metrics} {input} > {log} 2>&1"
 
 
@@ -50,8 +47,6 @@ rule figure:
     output:
         csv="results/{figure}.csv",
         png="results/{figure}.png",
-    params:
-        cfg=CFG,
     wildcard_constraints:
         figure="fig[0-9]+_[a-z0-9_]+",
     conda:
@@ -59,5 +54,5 @@ rule figure:
     log:
         f"{LOGS}/figures/{{figure}}.log",
     shell:
-        "attribench --config-json {params.cfg} figure --name {wildcards.figure} --csv {output.csv} "
+        "attribench --config-json {CFG} figure --name {wildcards.figure} --csv {output.csv} "
         "--png {output.png} --index {input.index} {input.metrics} > {log} 2>&1"

@@ -60,12 +60,13 @@ def fingerprint(obj: Any) -> str:
 
 
 def snapshot(cfg: Mapping, folder: str | Path = ".snakemake/attribench") -> Path:
-    """Write the resolved config for the jobs of this run (rewritten only when it changes).
+    """Write the resolved config to a content-addressed file that nothing ever rewrites.
 
-    One file per profile: a paper dry-run must never change what running smoke jobs read."""
-    path = Path(folder) / f"config-{cfg['profile']}.json"
+    A job reads the exact settings of the Snakemake start that scheduled it: editing params.yaml and
+    starting another Snakemake (even `-n`) writes a new file beside it and never changes this one."""
     text = json.dumps(cfg, indent=1, sort_keys=True)
-    if not path.exists() or path.read_text() != text:
+    path = Path(folder) / f"config-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+    if not path.exists():  # same name = same bytes, so an existing file is already right
         with atomic_path(path) as tmp:
             tmp.write_text(text)
     return path

@@ -1,0 +1,100 @@
+"""Nothing silently wrong (issue 16): one test per way the bench used to give wrong or
+non-comparable results. Each names the failure it guards against."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from attribench.data.shards import encode_png, make_row, write_shard
+from attribench.data.splits import ShortClassError, build_index
+
+SPLIT = {"seed": 0, "fractions": {"train": 0.6, "val": 0.2, "test": 0.2}, "counts": {"train": 20, "val": 5, "test": 5}}
+
+
+# 1. Immutable per-job settings ------------------------------------------------------------------
+
+def test_snapshot_is_content_addressed_and_never_rewritten(tmp_path):
+    from attribench.core.config import snapshot
+
+    a = snapshot({"profile": "smoke", "training": {"epochs": 12}}, tmp_path)
+    text_a = a.read_text()
+    b = snapshot({"profile": "smoke", "training": {"epochs": 1}}, tmp_path)  # params edited, Snakemake restarted
+    assert a != b and a.read_text() == text_a and json.loads(text_a)["training"]["epochs"] == 12
+    assert snapshot({"profile": "smoke", "training": {"epochs": 12}}, tmp_path) == a
+
+
+def _dry_run_cfg(repo, workdir, target):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir), "-n", "-p", target]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return workdir / re.search(r"--config-json (\S+)", out.stdout).group(1)
+
+
+def test_a_job_keeps_its_settings_when_params_change_and_snakemake_restarts(repo, tmp_path):
+    # Main before: every start rewrote .snakemake/attribench/config-smoke.json, which running jobs read.
+    shutil.copy(repo / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "workflow").symlink_to(repo / "workflow")
+    target = "data/real/sample_photos"
+    first = _dry_run_cfg(repo, tmp_path, target)  # the path a job of this start reads
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["profiles"]["smoke"].setdefault("training", {})["epochs"] = 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    second = _dry_run_cfg(repo, tmp_path, target)
+    assert first != second
+    assert json.loads(first.read_text())["training"]["epochs"] != 1
+    assert json.loads(second.read_text())["training"]["epochs"] == 1
+
+
+# 3. Stable splits -------------------------------------------------------------------------------
+
+def _class_shard(tmp_path, gen, prompts, per_prompt=1, seed=0):
+    rng = np.random.default_rng(abs(hash(gen)) % 2**32 + seed)
+    rows = []
+    for p in prompts:
+        for k in range(per_prompt):
+            img = Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
+            rows.append(make_row(encode_png(img), "png", generator=gen, family=gen, prompt_id=p,
+                                 prompt=f"prompt {p}", prompt_source="natural"))
+    return write_shard(rows, tmp_path / f"{gen}.parquet")
+
+
+def _folder_shard(tmp_path, gen, n):
+    rng = np.random.default_rng(7)
+    rows = [make_row(encode_png(Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))), "png",
+                     generator=gen, family=gen, source="imported") for _ in range(n)]
+    return write_shard(rows, tmp_path / f"{gen}.parquet")
+
+
+def test_adding_a_class_moves_no_existing_image(tmp_path):
+    # Main before: one permutation over all prompt groups (a new folder class moved ~half the images)
+    # and one RNG over every class in name order (a new class changed other classes' in_benchmark).
+    prompts = [f"p{i}" for i in range(80)]
+    base = [_class_shard(tmp_path, g, prompts) for g in ("sd", "sdxl")]
+    before = build_index(base, SPLIT).set_index("image_id")
+    folder = _folder_shard(tmp_path, "a_folder_class", 200)  # sorts first: shifts any shared RNG
+    diffusers = _class_shard(tmp_path, "b_diffusers", prompts + [f"new{i}" for i in range(40)])
+    after = build_index(base + [folder, diffusers], SPLIT).set_index("image_id")
+    old = after.loc[before.index]
+    assert (old["split"] == before["split"]).all()
+    assert (old["in_benchmark"] == before["in_benchmark"]).all()
+    assert set(after.generator) == {"sd", "sdxl", "a_folder_class", "b_diffusers"}
+    assert (after.groupby("prompt_id")["split"].nunique() == 1).all()  # still prompt-disjoint
+
+
+def test_unmet_counts_are_an_error_naming_class_split_and_numbers(tmp_path):
+    shards = [_class_shard(tmp_path, "sd", [f"p{i}" for i in range(80)]),
+              _class_shard(tmp_path, "tiny", [f"p{i}" for i in range(10)])]
+    with pytest.raises(ShortClassError, match=r"class tiny: \d+ train images, split.counts.train asks for 20"):
+        build_index(shards, SPLIT)
+    index = build_index(shards, {**SPLIT, "allow_short": ["tiny"]})  # explicitly allowed: taken whole
+    tiny = index[index.generator == "tiny"]
+    assert tiny.in_benchmark.sum() == min(len(tiny[tiny.split == "train"]), 20) + min(
+        (tiny.split == "val").sum(), 5) + min((tiny.split == "test").sum(), 5)
