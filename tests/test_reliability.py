@@ -98,3 +98,48 @@ def test_unmet_counts_are_an_error_naming_class_split_and_numbers(tmp_path):
     tiny = index[index.generator == "tiny"]
     assert tiny.in_benchmark.sum() == min(len(tiny[tiny.split == "train"]), 20) + min(
         (tiny.split == "val").sum(), 5) + min((tiny.split == "test").sum(), 5)
+
+
+# 5. Params mistakes are caught before the first job --------------------------------------------
+
+def _raw(repo):
+    return yaml.safe_load((repo / "params.yaml").read_text())
+
+
+@pytest.mark.parametrize("edit, named", [
+    # Main before: an `exclude` typo was ignored (the class stayed in the view).
+    (lambda r: r["datasets"]["natural"].update(exclude=["reall"]), "datasets.natural.exclude: ['reall']"),
+    (lambda r: r["datasets"]["binary"]["labels"].update(real=["rael"]), "datasets.binary.labels.real: ['rael']"),
+    (lambda r: r["datasets"]["natural"].update(prompt_sources=["natral"]), "datasets.natural.prompt_sources: ['natral']"),
+    (lambda r: r["profiles"]["smoke"]["generators"]["sd_tiny"].update(pipeline="StableDifusionPipeline"),
+     "generators.sd_tiny.pipeline: 'StableDifusionPipeline'"),
+    (lambda r: r["profiles"]["smoke"]["generators"]["lcm_tiny"].update(scheduler="LCMSchedular"),
+     "generators.lcm_tiny.scheduler: 'LCMSchedular'"),
+    (lambda r: r["experiments"]["ef_all"].update(train="al"), "experiments.ef_all.train/test: ['al']"),
+])
+def test_dangling_names_are_caught_when_params_load(repo, edit, named):
+    from attribench.core.config import ConfigError, resolve
+
+    raw = _raw(repo)
+    raw["profile"] = "smoke"
+    edit(raw)
+    with pytest.raises(ConfigError) as err:
+        resolve(raw)
+    assert named in str(err.value)
+
+
+def test_nested_config_overrides_are_typed(repo):
+    # Main before: `--config profiles='{smoke: {training: {epochs: 1}}}'` reached the schema as "1".
+    from snakemake.cli import parse_config
+
+    from attribench.core.config import resolve, typed_overrides
+
+    overrides = parse_config(["profiles={smoke: {training: {epochs: 1, lr: 1.0e-3}}}"])
+    assert overrides["profiles"]["smoke"]["training"]["epochs"] == "1"  # what Snakemake hands over
+    raw = _raw(repo)
+    raw["profile"] = "smoke"
+    raw = typed_overrides(raw, overrides)
+    assert raw["profiles"]["smoke"]["training"]["epochs"] == 1
+    assert raw["profiles"]["smoke"]["training"]["lr"] == 1.0e-3
+    assert "generators" in raw["profiles"]["smoke"]  # merged, not replaced
+    resolve(raw)

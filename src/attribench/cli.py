@@ -19,6 +19,20 @@ def _cfg(args) -> dict:
 
 
 def cmd_validate(args, cfg):
+    # Names the DAG build cannot check without torch: attributor kinds and transforms (registries).
+    import attribench.plugins  # noqa: F401  # reason: fills the registries (imports torch)
+    from attribench.experiments.runs import experiment_spec
+    from attribench.models.attributors.registry import ATTRIBUTORS
+
+    errors = [f"attributors.{n}.kind: '{a['kind']}' is not registered (known: {sorted(ATTRIBUTORS)})"
+              for n, a in cfg["attributors"].items() if a["kind"] not in ATTRIBUTORS]
+    for name in cfg["experiments"]:
+        try:
+            experiment_spec(cfg, name)  # resolves its transform against the transform registry
+        except (KeyError, TypeError, ValueError) as err:
+            errors.append(str(err).strip("'\""))
+    if errors:
+        raise config_mod.ConfigError("params.yaml:\n  " + "\n  ".join(errors))
     print(f"params OK: profile {cfg['profile']}, {len(cfg['generators'])} generators: {', '.join(cfg['generators'])}")
 
 
