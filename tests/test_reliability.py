@@ -142,3 +142,85 @@ def test_nested_config_overrides_are_typed(repo):
     assert raw["profiles"]["smoke"]["training"]["lr"] == 1.0e-3
     assert "generators" in raw["profiles"]["smoke"]  # merged, not replaced
     resolve(raw)
+
+
+# 4. Odd images: one decoder, every skip named, counted and on the console ------------------------
+
+def _png_header_only(path, w, h):
+    """A PNG whose header claims w x h (valid CRC) and holds no pixels: a decompression bomb's shape."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_decoder_handles_odd_images(tmp_path):
+    from attribench.data.decode import Undecodable, open_image
+
+    grey16 = Image.fromarray(np.full((4, 4), 32896, dtype=np.uint16))  # 0x8080: mid grey at 16 bits
+    grey16.save(tmp_path / "g16.png")
+    img, notes = open_image(tmp_path / "g16.png")
+    assert np.asarray(img)[0, 0].tolist() == [128, 128, 128] and "16-bit" in notes[0]  # main: 255 (white)
+
+    exif = Image.new("RGB", (6, 2), "red").getexif()
+    exif[0x0112] = 6  # rotate 90 CW to display
+    Image.new("RGB", (6, 2), "red").save(tmp_path / "rot.jpg", exif=exif)
+    img, notes = open_image(tmp_path / "rot.jpg")
+    assert img.size == (2, 6) and "EXIF orientation 6" in notes[0]  # main: 6x2
+
+    pal = Image.new("P", (4, 4), 0)
+    pal.putpalette([0, 0, 0] * 256)
+    pal.save(tmp_path / "pal.png", transparency=0)  # fully transparent black
+    img, notes = open_image(tmp_path / "pal.png", {"background": [10, 200, 30]})
+    assert np.asarray(img)[0, 0].tolist() == [10, 200, 30] and "composited" in notes[0]  # main: black
+    with pytest.raises(Undecodable, match="transparency"):
+        open_image(tmp_path / "pal.png", {"alpha": "reject"})
+
+    Image.new("CMYK", (4, 4), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
+    img, notes = open_image(tmp_path / "cmyk.jpg")
+    r, g, b = np.asarray(img)[0, 0].tolist()
+    assert img.mode == "RGB" and r > 200 and g < 60 and b < 60
+
+    frames = [Image.new("RGB", (4, 4), c) for c in ("blue", "yellow")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    img, notes = open_image(tmp_path / "anim.gif")
+    assert "first of 2 frames" in notes and np.asarray(img)[0, 0, 2] > 200
+
+    with pytest.raises(Undecodable, match="over the pixel limit|max_pixels"):  # main: DecompressionBombError
+        open_image(_png_header_only(tmp_path / "bomb.png", 30000, 30000))
+    with pytest.raises(Undecodable, match=r"6x2 = 12 pixels, over decode.max_pixels 10"):
+        open_image(tmp_path / "rot.jpg", {"max_pixels": 10})
+
+
+def test_folder_import_skips_and_names_odd_files_on_the_console(tmp_path, capsys):
+    from attribench.data.decode import skipped_path
+    from attribench.data.delivery import deliver_shard
+    from attribench.data.render import render_shard
+    from attribench.data.shards import read_shard
+
+    folder = tmp_path / "imports"
+    folder.mkdir()
+    Image.new("RGB", (100, 80), "red").save(folder / "ok.jpg")
+    Image.new("RGB", (1, 1), "blue").save(folder / "tiny.png")
+    _png_header_only(folder / "huge.png", 30000, 30000)
+    cfg = {"profile": "t", "seed": 0, "device": "cpu", "prompts": {"chunk_size": 10, "sources": {}},
+           "generators": {"mj": {"backend": "folder", "family": "mj", "source": "imported", "path": str(folder)}}}
+    raw = render_shard(cfg, "mj", "folder-0000", tmp_path / "raw.parquet")  # main: the bomb aborted the import
+    assert sorted(read_shard(raw).origin) == ["ok.jpg", "tiny.png"]
+    report = pd_read(skipped_path(raw))
+    assert report.file.str.endswith("huge.png").tolist() == [True] and "pixel" in report.reason[0]
+    assert "attribench: skipped 1 input file(s) of mj" in capsys.readouterr().err
+
+    out = deliver_shard(raw, tmp_path / "delivered.parquet", {"size": 64, "format": "png"})
+    assert len(read_shard(out)) == 2 and not skipped_path(out).exists()
+    assert "upscaled (1 image(s)" in capsys.readouterr().err  # main: upscaled 1x1 -> 64x64 without a note
+
+
+def pd_read(path):
+    import pandas as pd
+
+    return pd.read_csv(path)

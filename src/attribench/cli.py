@@ -21,8 +21,8 @@ def _cfg(args) -> dict:
 def cmd_validate(args, cfg):
     # Names the DAG build cannot check without torch: attributor kinds and transforms (registries).
     import attribench.plugins  # noqa: F401  # reason: fills the registries (imports torch)
-    from attribench.experiments.runs import experiment_spec
-    from attribench.models.attributors.registry import ATTRIBUTORS
+    from attribench.experiments.runs import experiment_spec  # reason: torch-heavy, only for validate
+    from attribench.models.attributors.registry import ATTRIBUTORS  # reason: imports torch
 
     errors = [f"attributors.{n}.kind: '{a['kind']}' is not registered (known: {sorted(ATTRIBUTORS)})"
               for n, a in cfg["attributors"].items() if a["kind"] not in ATTRIBUTORS]
@@ -71,7 +71,9 @@ def cmd_render(args, cfg):
 def cmd_deliver(args, cfg):
     from attribench.data.delivery import deliver_shard
 
-    deliver_shard(args.raw, args.out, cfg["delivery"])
+    from attribench.data.decode import policy_of  # reason: as the other commands, load only what this one needs
+
+    deliver_shard(args.raw, args.out, cfg["delivery"], policy_of(cfg))
 
 
 def cmd_split(args, cfg):

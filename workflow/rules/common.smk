@@ -36,6 +36,12 @@ def gen_spec(name):
     raise ValueError(f"generator '{name}' is neither in params.yaml generators nor a hyperparameter-study class")
 
 
+def render_settings(name):
+    """What decides a raw shard's bytes (a folder import also depends on the decode policy)."""
+    spec = content_spec(gen_spec(name))
+    return {**spec, "decode": P.get("decode")} if spec["backend"] == "folder" else spec
+
+
 def study_delivered_shards(study):
     classes = [g for g in STUDY_GENERATORS if g.split(SEP, 1)[0] == study]
     return [f"{DATA}/shards/delivered/{g}/{c}.parquet" for g in classes for c in chunks_of(g)]

@@ -2,9 +2,11 @@ rule render:
     input:
         unpack(render_inputs),
     output:
-        f"{DATA}/shards/raw/{{generator}}/{{chunk}}.parquet",
+        # update(): Snakemake keeps the previous shard while the job runs and restores it if the job fails
+        # (e.g. `on_bad_file: stop`), so a failed import never destroys what was already built.
+        update(f"{DATA}/shards/raw/{{generator}}/{{chunk}}.parquet"),
     params:
-        spec=lambda wc: as_json(content_spec(gen_spec(wc.generator))),
+        spec=lambda wc: as_json(render_settings(wc.generator)),
         seed=lambda wc: P["seed"],
         prompts=lambda wc, input: f"--prompts {input.prompts}" if "prompts" in input.keys() else "",
     threads: 1
@@ -16,7 +18,7 @@ rule render:
         f"{LOGS}/render/{{generator}}/{{chunk}}.log",
     shell:
         "attribench --config-json {CFG} --threads {threads} render --generator {wildcards.generator} --chunk {wildcards.chunk} {params.prompts} "
-        "--out {output} > {log} 2>&1"
+        "--out {output} > {log} 2>&1 && rc=0 || rc=$?; grep -h '^attribench: ' {log} >&2 || true; exit $rc"
 
 
 rule deliver:
@@ -25,10 +27,11 @@ rule deliver:
     output:
         f"{DATA}/shards/delivered/{{generator}}/{{chunk}}.parquet",
     params:
-        policy=as_json(P["delivery"]),
+        policy=as_json({**P["delivery"], "decode": P.get("decode")}),
     conda:
         ENV
     log:
         f"{LOGS}/deliver/{{generator}}/{{chunk}}.log",
     shell:
-        "attribench --config-json {CFG} deliver --raw {input} --out {output} > {log} 2>&1"
+        "attribench --config-json {CFG} deliver --raw {input} --out {output} > {log} 2>&1 && rc=0 || rc=$?; "
+        "grep -h '^attribench: ' {log} >&2 || true; exit $rc"  # skips and notes on the console
