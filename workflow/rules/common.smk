@@ -81,6 +81,9 @@ def render_inputs(wc):
         inputs["prompts"] = f"{DATA}/prompts/{wc.chunk.rsplit('-', 1)[0]}.parquet"
     if zoo_dir_for(spec):
         inputs["model"] = zoo_dir_for(spec)
+    elif spec["backend"] == "diffusers" and spec.get("model") and Path(spec["model"]).is_dir():
+        # A user's local model directory: every file is an input, so edited weights re-render.
+        inputs["weights"] = sorted(str(f) for f in Path(spec["model"]).rglob("*") if f.is_file())
     if spec["backend"] == "folder" and (Path(spec["path"]).exists() or not spec["path"].startswith(EXTERNAL)):
         # User data under data/external/ is checked when the job runs (clear error naming the folder),
         # so the paper DAG still dry-runs on a machine that does not hold it yet.
