@@ -52,6 +52,18 @@ def test_a_job_keeps_its_settings_when_params_change_and_snakemake_restarts(repo
     assert json.loads(second.read_text())["training"]["epochs"] == 1
 
 
+# 2. `dvc repro` works ----------------------------------------------------------------------------
+
+def test_every_dvc_param_exists_at_the_top_of_params_yaml(repo):
+    # Main before: `dvc repro` -> "Parameters 'post_editing' are missing from 'params.yaml'".
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    missing = [f"{name}: {p}" for name, st in stages.items() for p in st.get("params", [])
+               if isinstance(p, str) and p.split(".")[0] not in params]
+    assert not missing, missing
+    assert "__pycache__/" in (repo / ".dvcignore").read_text()  # importing the package must not change a dep
+
+
 # 3. Stable splits -------------------------------------------------------------------------------
 
 def _class_shard(tmp_path, gen, prompts, per_prompt=1, seed=0):
@@ -224,3 +236,11 @@ def pd_read(path):
     import pandas as pd
 
     return pd.read_csv(path)
+
+
+# 6. Smaller ones ----------------------------------------------------------------------------------
+
+def test_setup_sh_cites_only_files_in_the_repository(repo):
+    # Main before: setup.sh cited DESIGN.md, which is not in the repository.
+    cited = set(re.findall(r"[\w./-]+\.(?:md|toml|yaml|txt|py|sh)\b", (repo / "setup.sh").read_text()))
+    assert cited and all((repo / c).exists() for c in cited), sorted(c for c in cited if not (repo / c).exists())
