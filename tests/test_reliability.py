@@ -98,6 +98,12 @@ def test_adding_a_class_moves_no_existing_image(tmp_path):
     assert (old["in_benchmark"] == before["in_benchmark"]).all()
     assert set(after.generator) == {"sd", "sdxl", "a_folder_class", "b_diffusers"}
     assert (after.groupby("prompt_id")["split"].nunique() == 1).all()  # still prompt-disjoint
+    # A view without the new classes selects the very same images, with or without its own counts.
+    from attribench.data.views import select
+
+    for spec in ({"classes": ["sd", "sdxl"]}, {"classes": ["sd", "sdxl"], "counts": {"train": 10, "val": 3, "test": 3}}):
+        same = [select(ix.reset_index(), "view", spec)["image_id"].tolist() for ix in (before, after)]
+        assert same[0] == same[1]
 
 
 def test_unmet_counts_are_an_error_naming_class_split_and_numbers(tmp_path):
