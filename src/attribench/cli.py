@@ -19,6 +19,20 @@ def _cfg(args) -> dict:
 
 
 def cmd_validate(args, cfg):
+    # Names the DAG build cannot check without torch: attributor kinds and transforms (registries).
+    import attribench.plugins  # noqa: F401  # reason: fills the registries (imports torch)
+    from attribench.experiments.runs import experiment_spec  # reason: torch-heavy, only for validate
+    from attribench.models.attributors.registry import ATTRIBUTORS  # reason: imports torch
+
+    errors = [f"attributors.{n}.kind: '{a['kind']}' is not registered (known: {sorted(ATTRIBUTORS)})"
+              for n, a in cfg["attributors"].items() if a["kind"] not in ATTRIBUTORS]
+    for name in cfg["experiments"]:
+        try:
+            experiment_spec(cfg, name)  # resolves its transform against the transform registry
+        except (KeyError, TypeError, ValueError) as err:
+            errors.append(str(err).strip("'\""))
+    if errors:
+        raise config_mod.ConfigError("params.yaml:\n  " + "\n  ".join(errors))
     print(f"params OK: profile {cfg['profile']}, {len(cfg['generators'])} generators: {', '.join(cfg['generators'])}")
 
 
@@ -57,7 +71,9 @@ def cmd_render(args, cfg):
 def cmd_deliver(args, cfg):
     from attribench.data.delivery import deliver_shard  # per command: a job imports only what it runs
 
-    deliver_shard(args.raw, args.out, cfg["delivery"])
+    from attribench.data.decode import policy_of  # reason: as the other commands, load only what this one needs
+
+    deliver_shard(args.raw, args.out, cfg["delivery"], policy_of(cfg))
 
 
 def cmd_split(args, cfg):

@@ -53,6 +53,11 @@ class Plan:
             inputs["resume"] = str(paths.MODELS_ZOO / spec["resume_from"])
         return inputs
 
+    def render_settings(self, generator: str) -> dict:
+        """What decides a raw shard's bytes (a folder import also depends on the decode policy)."""
+        spec = content_spec(self.gen_spec(generator))
+        return {**spec, "decode": self.cfg.get("decode")} if spec["backend"] == "folder" else spec
+
     def render_inputs(self, generator: str, chunk: str) -> dict:
         spec = self.gen_spec(generator)
         inputs = {}
@@ -60,6 +65,9 @@ class Plan:
             inputs["prompts"] = str(paths.prompts(self.cfg, chunk.rsplit("-", 1)[0]))
         if paths.zoo_model_dir(self.cfg, spec):
             inputs["model"] = paths.zoo_model_dir(self.cfg, spec)
+        elif spec["backend"] == "diffusers" and spec.get("model") and Path(spec["model"]).is_dir():
+            # A user's local model directory: every file is an input, so edited weights re-render.
+            inputs["weights"] = sorted(str(f) for f in Path(spec["model"]).rglob("*") if f.is_file())
         if spec["backend"] == "folder" and (Path(spec["path"]).exists() or not spec["path"].startswith(f"{paths.EXTERNAL}/")):
             # User data under data/external/ is checked when the job runs (clear error naming the folder),
             # so the paper DAG still dry-runs on a machine that does not hold it yet.

@@ -7,7 +7,10 @@ from attribench.core import paths
 from attribench.dag import Plan, content_spec, experiment_spec, split_config, studies
 
 P = ab_config.resolve(config)  # profile overlay + schema check of the merged settings
-CFG = str(ab_config.snapshot(P))  # every job reads the same resolved settings
+# Content-addressed and never rewritten: a job reads the settings of the Snakemake start that scheduled
+# it, whatever params.yaml says later. Used as {CFG} in shell commands (not a param), so a new file name
+# alone re-runs nothing; each rule's params carry the settings slice that decides re-runs.
+CFG = str(ab_config.snapshot(P))
 ENV = str(Path(workflow.basedir, "workflow/envs/attribench.yaml"))  # --sdm conda; ./setup.sh is the default
 DATA = str(paths.data_root(P))  # per profile, so a paper run never overwrites the smoke data
 LOGS = str(paths.logs(P))

@@ -4,11 +4,10 @@ rule split:
     output:
         f"{DATA}/dataset/index.parquet",
     params:
-        cfg=CFG,
         split=as_json(P["split"]),
     conda:
         ENV
     log:
         f"{LOGS}/dataset/split.log",
     shell:
-        "attribench --config-json {params.cfg} split --out {output} {input} > {log} 2>&1"
+        "attribench --config-json {CFG} split --out {output} {input} > {log} 2>&1"

@@ -6,7 +6,6 @@ rule edit_test_images:
     output:
         f"{DATA}/edits/{{tool}}/{{band}}.parquet",
     params:
-        cfg=CFG,
         spec=lambda wc: as_json([P["post_editing"], P["delivery"]]),
     threads: 1
     resources:
@@ -16,5 +15,5 @@ rule edit_test_images:
     log:
         f"{LOGS}/edits/{{tool}}/{{band}}.log",
     shell:
-        "attribench --config-json {params.cfg} --threads {threads} edit --tool {wildcards.tool} "
+        "attribench --config-json {CFG} --threads {threads} edit --tool {wildcards.tool} "
         "--band {wildcards.band} --index {input.index} --out {output} > {log} 2>&1"

@@ -2,11 +2,9 @@
 rule sample_photos:
     output:
         directory("data/real/sample_photos"),
-    params:
-        cfg=CFG,
     conda:
         ENV
     log:
         f"{LOGS}/real/sample_photos.log",
     shell:
-        "attribench --config-json {params.cfg} sample-photos --out {output} > {log} 2>&1"
+        "attribench --config-json {CFG} sample-photos --out {output} > {log} 2>&1"

@@ -2,10 +2,11 @@ rule render:
     input:
         unpack(lambda wc: PLAN.render_inputs(wc.generator, wc.chunk)),
     output:
-        f"{DATA}/shards/raw/{{generator}}/{{chunk}}.parquet",
+        # update(): Snakemake keeps the previous shard while the job runs and restores it if the job fails
+        # (e.g. `on_bad_file: stop`), so a failed import never destroys what was already built.
+        update(f"{DATA}/shards/raw/{{generator}}/{{chunk}}.parquet"),
     params:
-        cfg=CFG,
-        spec=lambda wc: as_json(content_spec(PLAN.gen_spec(wc.generator))),
+        spec=lambda wc: as_json(PLAN.render_settings(wc.generator)),
         seed=lambda wc: P["seed"],
         prompts=lambda wc, input: f"--prompts {input.prompts}" if "prompts" in input.keys() else "",
     threads: 1
@@ -16,8 +17,8 @@ rule render:
     log:
         f"{LOGS}/render/{{generator}}/{{chunk}}.log",
     shell:
-        "attribench --config-json {params.cfg} --threads {threads} render --generator {wildcards.generator} --chunk {wildcards.chunk} {params.prompts} "
-        "--out {output} > {log} 2>&1"
+        "attribench --config-json {CFG} --threads {threads} render --generator {wildcards.generator} --chunk {wildcards.chunk} {params.prompts} "
+        "--out {output} > {log} 2>&1 && rc=0 || rc=$?; grep -h '^attribench: ' {log} >&2 || true; exit $rc"
 
 
 rule deliver:
@@ -26,11 +27,11 @@ rule deliver:
     output:
         f"{DATA}/shards/delivered/{{generator}}/{{chunk}}.parquet",
     params:
-        cfg=CFG,
-        policy=as_json(P["delivery"]),
+        policy=as_json({**P["delivery"], "decode": P.get("decode")}),
     conda:
         ENV
     log:
         f"{LOGS}/deliver/{{generator}}/{{chunk}}.log",
     shell:
-        "attribench --config-json {params.cfg} deliver --raw {input} --out {output} > {log} 2>&1"
+        "attribench --config-json {CFG} deliver --raw {input} --out {output} > {log} 2>&1 && rc=0 || rc=$?; "
+        "grep -h '^attribench: ' {log} >&2 || true; exit $rc"  # skips and notes on the console

@@ -1,3 +1,5 @@
+import os
+
 # Every table and figure is one entry of the report registry (src/attribench/reports): one generic rule,
 # instantiated per entry, whose inputs are the runs and files the entry declares and whose outputs are
 # the files it writes. `snakemake results/table2.csv` trains only what table 2 reads.
@@ -14,9 +16,8 @@ for _name, _report in sorted(REPORTS.items()):
                 for kind, path in PLAN.report_outputs(_name).items()
             },
         params:
-            cfg=CFG,
             settings=lambda wc, name=_name: as_json(REPORTS[name].settings(P)),
-        threads: workflow.cores if _report.gpu else 1
+        threads: min(workflow.cores, os.cpu_count() or 1) if _report.gpu else 1
         resources:
             gpu=on_gpu() if _report.gpu else 0,
         conda:
@@ -24,4 +25,4 @@ for _name, _report in sorted(REPORTS.items()):
         log:
             f"{LOGS}/reports/{_name}.log",
         shell:
-            "attribench --config-json {params.cfg} --threads {threads} report %s > {log} 2>&1" % _name
+            "attribench --config-json {CFG} --threads {threads} report %s > {log} 2>&1" % _name

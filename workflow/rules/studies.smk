@@ -6,7 +6,6 @@ rule study_split:
     output:
         f"{DATA}/studies/{{study}}/index.parquet",
     params:
-        cfg=CFG,
         split=lambda wc: as_json(split_config(P, wc.study)),
     wildcard_constraints:
         study="|".join(sorted(studies(P))) or "^$",
@@ -15,4 +14,4 @@ rule study_split:
     log:
         f"{LOGS}/studies/{{study}}/split.log",
     shell:
-        "attribench --config-json {params.cfg} split --study {wildcards.study} --out {output} {input} > {log} 2>&1"
+        "attribench --config-json {CFG} split --study {wildcards.study} --out {output} {input} > {log} 2>&1"

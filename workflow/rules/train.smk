@@ -1,3 +1,5 @@
+import os
+
 # One job per named experiment; a table aggregates the runs it names, so `results/table2.csv`
 # trains only what table 2 needs.
 rule train:
@@ -7,11 +9,11 @@ rule train:
         metrics="results/runs/{experiment}/metrics.json",
         model="results/runs/{experiment}/model.safetensors",
     params:
-        cfg=CFG,
         spec=lambda wc: as_json(experiment_spec(P, wc.experiment)),
     # All the cores to one training at a time: torch threads oversubscribed across parallel
-    # jobs slow small models down many times over.
-    threads: workflow.cores
+    # jobs slow small models down many times over. Never more than this machine has (--cores 8 on 2
+    # cores would reserve 8 and start 8 torch threads); the CLI gets exactly these.
+    threads: min(workflow.cores, os.cpu_count() or 1)
     resources:
         gpu=lambda wc: int(experiment_spec(P, wc.experiment)["training"].get("device", "cpu") != "cpu"),
     conda:
@@ -19,5 +21,5 @@ rule train:
     log:
         f"{LOGS}/train/{{experiment}}.log",
     shell:
-        "attribench --config-json {params.cfg} --threads {threads} train --experiment {wildcards.experiment} "
+        "attribench --config-json {CFG} --threads {threads} train --experiment {wildcards.experiment} "
         "--index {input.index} --out results/runs/{wildcards.experiment} > {log} 2>&1"

@@ -7,11 +7,10 @@ rule build_zoo_model:
     output:
         directory("models/zoo/{name}"),
     params:
-        cfg=CFG,
         spec=lambda wc: as_json(P["zoo"][wc.name]),
     conda:
         ENV
     log:
         f"{LOGS}/zoo/{{name}}.log",
     shell:
-        "attribench --config-json {params.cfg} build-zoo --name {wildcards.name} --out {output} > {log} 2>&1"
+        "attribench --config-json {CFG} build-zoo --name {wildcards.name} --out {output} > {log} 2>&1"

@@ -14,7 +14,8 @@ from typing import Any, Mapping
 import yaml
 
 from attribench.core.io import atomic_path
-from attribench.core.hp_studies import check as check_studies
+from attribench.core.checks import check_references
+from attribench.core.hp_studies import all_study_generators, check as check_studies
 from attribench.core.schema import SCHEMA_PATH, ConfigError, deep_merge, load_schema, validate  # noqa: F401  (re-exported)
 
 # Relative to the working directory (the workflow root, where Snakemake and DVC run): the CLI reads the
@@ -34,6 +35,7 @@ def resolve(raw: Mapping) -> dict:
     cfg.setdefault("seed", 0)
     for key in ("zoo", "attributors", "datasets", "experiments", "tables", "hyperparameter_studies"):
         cfg.setdefault(key, {})
+    declared = dict(cfg["generators"])  # a view may name a disabled generator (it is simply absent)
     cfg["generators"] = {k: v for k, v in cfg["generators"].items() if v.get("enabled", True)}
     _expand_heldout(cfg)
     resolved_schema = dict(schema["$defs"]["resolved"], **{"$defs": schema["$defs"]})
@@ -44,6 +46,7 @@ def resolve(raw: Mapping) -> dict:
             raise ConfigError(f"params.yaml: zoo.{zname}.resume_from: '{z['resume_from']}' must be a zoo entry "
                               "trained for fewer train_steps")
     check_studies(cfg, schema)
+    check_references(cfg, all_study_generators(cfg), declared)  # every name points at something that exists
     return cfg
 
 
@@ -54,18 +57,47 @@ def load(path: str | Path = DEFAULT_PARAMS, overrides: Mapping[str, Any] | None 
     return resolve(raw)
 
 
+def typed_overrides(config: dict, overrides: Mapping[str, Any]) -> dict:
+    """Re-type nested `--config key={a: {b: 1}}` values in place and return `config`.
+
+    Snakemake types a top-level value (int, float, bool) but parses a nested one with YAML's
+    BaseLoader, so every leaf arrives as a string ("1", "true"), which the schema rejects or, worse,
+    a string compare misreads. Each leaf is read again as YAML scalars are in params.yaml."""
+
+    def typed(v):
+        if isinstance(v, dict):
+            return {k: typed(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [typed(x) for x in v]
+        if isinstance(v, str) and v:
+            try:
+                parsed = yaml.safe_load(v)
+            except yaml.YAMLError:
+                return v
+            return v if isinstance(parsed, (dict, list)) else parsed
+        return v
+
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            config[key] = deep_merge(config.get(key) or {}, typed(value))
+        elif isinstance(value, list):
+            config[key] = typed(value)
+    return config
+
+
 def fingerprint(obj: Any) -> str:
     """Stable short hash of a JSON-able object (used to key resumable partial work)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def snapshot(cfg: Mapping, folder: str | Path = ".snakemake/attribench") -> Path:
-    """Write the resolved config for the jobs of this run (rewritten only when it changes).
+    """Write the resolved config to a content-addressed file that nothing ever rewrites.
 
-    One file per profile: a paper dry-run must never change what running smoke jobs read."""
-    path = Path(folder) / f"config-{cfg['profile']}.json"
+    A job reads the exact settings of the Snakemake start that scheduled it: editing params.yaml and
+    starting another Snakemake (even `-n`) writes a new file beside it and never changes this one."""
     text = json.dumps(cfg, indent=1, sort_keys=True)
-    if not path.exists() or path.read_text() != text:
+    path = Path(folder) / f"config-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+    if not path.exists():  # same name = same bytes, so an existing file is already right
         with atomic_path(path) as tmp:
             tmp.write_text(text)
     return path

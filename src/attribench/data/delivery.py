@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import sys
+from collections import Counter
 from pathlib import Path
 
 from PIL import Image
 
-from attribench.data.shards import decode, make_row, read_shard, write_shard
+from attribench.data.decode import Undecodable, open_image, write_skip_report
+from attribench.data.shards import make_row, read_shard, write_shard
+
+log = logging.getLogger(__name__)
 
 PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
 
@@ -36,19 +42,37 @@ def encode(img: Image.Image, fmt: str, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def deliver_image(data: bytes, policy: dict) -> tuple[bytes, int]:
-    img = resize_center_crop(decode(data), policy["size"])
-    return encode(img, policy["format"], policy.get("quality", 95)), policy["size"]
+def deliver_image(data: bytes, policy: dict, decode_policy: dict | None = None) -> tuple[bytes, int, list[str]]:
+    """(delivered bytes, size, notes); raises decode.Undecodable."""
+    img, notes = open_image(data, decode_policy)
+    if min(img.size) < policy["size"]:
+        notes.append(f"upscaled from {img.size[0]}x{img.size[1]}")
+    img = resize_center_crop(img, policy["size"])
+    return encode(img, policy["format"], policy.get("quality", 95)), policy["size"], notes
 
 
-def deliver_shard(raw: str | Path, out: str | Path, policy: dict) -> Path:
+def deliver_shard(raw: str | Path, out: str | Path, policy: dict, decode_policy: dict | None = None) -> Path:
     df = read_shard(raw)
     spec = json.dumps(policy, sort_keys=True)
-    rows = []
+    rows, skipped, noted = [], [], Counter()
     for r in df.to_dict("records"):
-        data, size = deliver_image(r.pop("image"), policy)
+        name = r.get("origin") or r["image_id"]
+        try:
+            data, size, notes = deliver_image(r.pop("image"), policy, decode_policy)
+        except Undecodable as err:
+            log.warning("skipped %s: %s", name, err)
+            skipped.append({"file": name, "reason": str(err)})
+            continue
+        for n in notes:
+            log.info("%s: %s", name, n)
+            noted[n.split(" from ")[0]] += 1
         parent = r.pop("image_id")
         r.pop("format")
         r.update(parent_id=parent, width=size, height=size, delivery=spec)
         rows.append(make_row(data, policy["format"], **r))
-    return write_shard(rows, out)
+    path = write_shard(rows, out)
+    lines = [write_skip_report(out, skipped, f"image(s) of {raw}")]
+    lines += [f"attribench: {k} ({c} image(s) of {raw})" for k, c in sorted(noted.items())]
+    for line in filter(None, lines):
+        print(line, file=sys.stderr)  # the deliver rule repeats `attribench:` lines on the console
+    return path

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from attribench.core.config import fingerprint
+from attribench.data.decode import write_skip_report
 from attribench.data.generators import get_backend
 from attribench.core.io import remove_stale_temps
 from attribench.core.hp_studies import generator_spec
@@ -41,6 +43,7 @@ def render_shard(cfg: dict, generator: str, chunk: str, out: str | Path, prompts
     out = Path(out)
     spec = generator_spec(cfg, generator)  # a benchmark generator or a hyperparameter-study class
     backend = get_backend(spec["backend"])
+    backend.last_skipped = []
     items = backend.items(generator, spec, chunk, cfg, prompts_path)
     size = default_batch_size(spec)
     batches = [items[i : i + size] for i in range(0, len(items), size)]
@@ -69,4 +72,7 @@ def render_shard(cfg: dict, generator: str, chunk: str, out: str | Path, prompts
     write_shard(df, out)
     shutil.rmtree(parts_dir, ignore_errors=True)
     log.info("%s: %d images -> %s", generator, len(df), out)
+    note = write_skip_report(out, list(backend.last_skipped), f"input file(s) of {generator}")
+    if note:
+        print(note, file=sys.stderr)  # the render rule repeats `attribench:` lines on the console
     return out

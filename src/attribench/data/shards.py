@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from attribench.core.io import atomic_path
+from attribench.data.decode import open_image
 
 # Provenance columns in schema order (DESIGN.md §2). `image` holds the encoded bytes.
 SHARD_SCHEMA = pa.schema(
@@ -62,8 +63,8 @@ def encode_png(img: Image.Image) -> bytes:
 
 
 def decode(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as im:
-        return im.convert("RGB")
+    """8-bit RGB through the one decoder (EXIF, 16-bit, alpha, CMYK handled the same everywhere)."""
+    return open_image(data)[0]
 
 
 def make_row(image_bytes: bytes, fmt: str, **provenance) -> dict:

@@ -1,12 +1,16 @@
 """Prompt-disjoint splits: every image of one prompt, across generators, lands in one split.
 
-Prompts (groups) are shuffled with a seeded RNG and cut by `split.fractions`; then each class is
-sampled down to `split.counts` per split. The index keeps every image (with its split) and marks
-the per-class sample in `in_benchmark`, so experiments that need other subsets can draw from it.
+Stable by construction, so adding or removing a class or a prompt never moves another image:
+a group's split is a function of (seed, group key) alone (a hash mapped to [0, 1) and cut by
+`split.fractions`), and each class's benchmark sample ranks its own images by a hash keyed by
+(seed, class, image id) and keeps the first `split.counts`. The index keeps every image (with its
+split) and marks the per-class sample in `in_benchmark`. A class that cannot meet a count is an
+error naming class, split and numbers, unless `split.allow_short` lists it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -20,29 +24,48 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
+class ShortClassError(ValueError):
+    """A class has fewer images in a split than `split.counts` asks for."""
+
+
 def group_key(meta: pd.DataFrame) -> pd.Series:
     """The unit that never crosses splits: the prompt, or the image itself when it has none."""
     return meta["prompt_id"].fillna("img:" + meta["image_id"])
 
 
+def unit_hash(*parts) -> float:
+    """A uniform number in [0, 1) that depends only on `parts` (SHA-256, not Python's salted hash)."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def assign_splits(groups: pd.Series, fractions: dict, seed: int) -> pd.Series:
-    uniq = np.array(sorted(groups.unique()))
-    rank = np.random.default_rng(seed).permutation(len(uniq))  # a random position per group
     weights = np.array([fractions[s] for s in SPLITS], dtype=float)
-    bounds = np.cumsum(weights / weights.sum()) * len(uniq)
-    labels = np.array(SPLITS)[np.minimum(np.searchsorted(bounds, rank, side="right"), len(SPLITS) - 1)]
-    return groups.map(dict(zip(uniq, labels)))
+    cuts = np.cumsum(weights / weights.sum())
+    labels = {g: SPLITS[min(int(np.searchsorted(cuts, unit_hash(seed, "split", g), side="right")), len(SPLITS) - 1)]
+              for g in groups.unique()}
+    return groups.map(labels)
 
 
-def sample_per_class(index: pd.DataFrame, counts: dict, seed: int) -> pd.Series:
-    rng = np.random.default_rng(seed + 1)
+def sample_per_class(index: pd.DataFrame, counts: dict, seed: int, allow_short=()) -> pd.Series:
+    """Per class and split, the `counts[split]` images of smallest (seed, class, image id) hash."""
+    rank = pd.Series([unit_hash(seed, "sample", g, i) for g, i in zip(index["generator"], index["image_id"])],
+                     index=index.index)
     chosen = pd.Series(False, index=index.index)
-    for (gen, split), rows in index.sort_values("image_id").groupby(["generator", "split"], sort=True):
-        want = counts[split]
-        if len(rows) < want:
-            log.warning("class %s has %d %s images; params ask for %d", gen, len(rows), split, want)
-        take = rows.index.to_numpy()[rng.permutation(len(rows))[:want]]
-        chosen[take] = True
+    short = []
+    for gen, rows in index.groupby("generator", sort=True):
+        for split in SPLITS:
+            ids = rank[rows.index[rows["split"] == split]].sort_values(kind="stable").index
+            want = counts[split]
+            if len(ids) < want:
+                msg = f"class {gen}: {len(ids)} {split} images, split.counts.{split} asks for {want}"
+                if gen not in allow_short:
+                    short.append(msg)
+                log.warning("%s%s", msg, " (allowed: split.allow_short)" if gen in allow_short else "")
+            chosen[ids[:want]] = True
+    if short:
+        raise ShortClassError("; ".join(short) + ". Lower split.counts, render more prompts, or list the "
+                              "class in split.allow_short")
     return chosen
 
 
@@ -50,7 +73,7 @@ def build_index(shards: list[str | Path], split_cfg: dict) -> pd.DataFrame:
     meta = read_metadata(shards)
     meta["group"] = group_key(meta)
     meta["split"] = assign_splits(meta["group"], split_cfg["fractions"], split_cfg["seed"])
-    meta["in_benchmark"] = sample_per_class(meta, split_cfg["counts"], split_cfg["seed"])
+    meta["in_benchmark"] = sample_per_class(meta, split_cfg["counts"], split_cfg["seed"], split_cfg.get("allow_short", ()))
     return meta.sort_values(["generator", "split", "image_id"]).reset_index(drop=True)
 
 

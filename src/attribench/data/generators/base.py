@@ -33,6 +33,8 @@ class Backend:
 
     name: str = ""
     prompt_driven: bool = True  # False: items come from somewhere else (e.g. a folder)
+    last_skipped: tuple | list = ()  # inputs the last `items` call left out: [{file, reason}]
+    policy: dict | None = None  # the decode policy of the last `items` call (folder imports)
 
     def chunks(self, gen: str, spec: dict, cfg: dict) -> list[str]:
         srcs = spec.get("prompt_sources") or list(cfg["prompts"]["sources"])

@@ -1,9 +1,10 @@
 """Import a directory of images: closed tools (Midjourney, Ps Generative Fill, Magnific) and real photos.
 
 Captions come from an optional CSV (`file,caption`) or a COCO captions JSON. A file that is not a
-readable image is reported by name; with `on_bad_file: skip` (default) the import goes on without it,
-with `stop` it fails listing every bad file. Either way nothing already written is touched, because
-shards are only ever written whole (temp file + rename).
+readable image (by the one decoder, `data/decode.py`: over `decode.max_pixels`, transparency under
+`alpha: reject`, not an image) is reported by name; with `on_bad_file: skip` (default) the import goes
+on without it and lists it in `<shard>.skipped.csv`, with `stop` it fails listing every bad file and
+the previous shard stays (the render rule's output is `update()`: Snakemake restores it on failure).
 """
 
 from __future__ import annotations
@@ -16,9 +17,15 @@ import random
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from attribench.data.generators.base import Backend, RenderItem, image_seed, register_backend
+from attribench.data.decode import Undecodable, open_image, policy_of
+from attribench.data.generators.base import (
+    Backend,
+    RenderItem,
+    image_seed,
+    register_backend,
+)
 from attribench.data.prompts import prompt_id
 from attribench.data.shards import content_id, encode_png
 
@@ -58,15 +65,14 @@ def list_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower() not in SIDE_FILES and not p.name.startswith("."))
 
 
-def check_image(path: Path) -> str | None:
-    """None if `path` decodes as an image, else the reason it does not."""
+def check_image(path: Path, policy: dict | None = None) -> str | None:
+    """None if `path` decodes as an image under the decode policy, else the reason it does not."""
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         return f"not an image file type ({path.suffix or 'no suffix'})"
     try:
-        with Image.open(path) as im:
-            im.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        return f"cannot decode image ({err.__class__.__name__}: {err})"
+        open_image(path, policy)
+    except Undecodable as err:
+        return str(err)
     return None
 
 
@@ -93,9 +99,11 @@ class FolderBackend(Backend):
     def items(self, gen: str, spec: dict, chunk: str, cfg: dict, prompts_path: str | None) -> list[RenderItem]:
         folder = Path(spec["path"])
         files = list_files(folder)
-        bad = {f: why for f in files if (why := check_image(f))}
+        self.policy = policy = policy_of(cfg)  # render() decodes under the same policy
+        bad = {f: why for f in files if (why := check_image(f, policy))}
         for f, why in bad.items():
             log.warning("%s: skipped %s: %s", gen, f, why)
+        self.last_skipped = [{"file": str(f), "reason": why} for f, why in bad.items()]
         if bad and spec.get("on_bad_file", "skip") == "stop":
             raise BadImportFiles(f"{gen}: {len(bad)} bad file(s) in {folder}:\n" + "\n".join(f"  {f}: {w}" for f, w in bad.items()))
         good = [f for f in files if f not in bad]
@@ -124,14 +132,14 @@ class FolderBackend(Backend):
         rows = []
         for it in items:
             path = Path(it.origin)
-            if it.image_index == 0:  # the file itself, bytes untouched (JPEG stays JPEG)
+            if it.image_index == 0:  # the file itself, bytes untouched (JPEG stays JPEG); delivery decodes it
                 data = path.read_bytes()
                 with Image.open(path) as im:
-                    fmt, (w, h) = (im.format or path.suffix.lstrip(".")).lower(), im.size
+                    fmt = (im.format or path.suffix.lstrip(".")).lower()
+                (w, h) = open_image(data, self.policy)[0].size  # as delivered: after EXIF orientation
                 transform = parent = None
             else:
-                with Image.open(path) as im:
-                    crop = _crop(im.convert("RGB"), random.Random(it.seed))
+                crop = _crop(open_image(path, self.policy)[0], random.Random(it.seed))
                 data, fmt, (w, h) = encode_png(crop), "png", crop.size
                 transform = json.dumps({"op": "random_crop", "seed": it.seed})
                 parent = content_id(path.read_bytes())

@@ -1,0 +1,252 @@
+"""Nothing silently wrong (issue 16): one test per way the bench used to give wrong or
+non-comparable results. Each names the failure it guards against."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from attribench.data.shards import encode_png, make_row, write_shard
+from attribench.data.splits import ShortClassError, build_index
+
+SPLIT = {"seed": 0, "fractions": {"train": 0.6, "val": 0.2, "test": 0.2}, "counts": {"train": 20, "val": 5, "test": 5}}
+
+
+# 1. Immutable per-job settings ------------------------------------------------------------------
+
+def test_snapshot_is_content_addressed_and_never_rewritten(tmp_path):
+    from attribench.core.config import snapshot
+
+    a = snapshot({"profile": "smoke", "training": {"epochs": 12}}, tmp_path)
+    text_a = a.read_text()
+    b = snapshot({"profile": "smoke", "training": {"epochs": 1}}, tmp_path)  # params edited, Snakemake restarted
+    assert a != b and a.read_text() == text_a and json.loads(text_a)["training"]["epochs"] == 12
+    assert snapshot({"profile": "smoke", "training": {"epochs": 12}}, tmp_path) == a
+
+
+def _dry_run_cfg(repo, workdir, target):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir), "-n", "-p", target]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr
+    return workdir / re.search(r"--config-json (\S+)", out.stdout).group(1)
+
+
+def test_a_job_keeps_its_settings_when_params_change_and_snakemake_restarts(repo, tmp_path):
+    # Main before: every start rewrote .snakemake/attribench/config-smoke.json, which running jobs read.
+    shutil.copy(repo / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "workflow").symlink_to(repo / "workflow")
+    target = "data/real/sample_photos"
+    first = _dry_run_cfg(repo, tmp_path, target)  # the path a job of this start reads
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["profiles"]["smoke"].setdefault("training", {})["epochs"] = 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    second = _dry_run_cfg(repo, tmp_path, target)
+    assert first != second
+    assert json.loads(first.read_text())["training"]["epochs"] != 1
+    assert json.loads(second.read_text())["training"]["epochs"] == 1
+
+
+# 2. `dvc repro` works ----------------------------------------------------------------------------
+
+def test_every_dvc_param_exists_at_the_top_of_params_yaml(repo):
+    # Main before: `dvc repro` -> "Parameters 'post_editing' are missing from 'params.yaml'".
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    missing = [f"{name}: {p}" for name, st in stages.items() for p in st.get("params", [])
+               if isinstance(p, str) and p.split(".")[0] not in params]
+    assert not missing, missing
+    assert "__pycache__/" in (repo / ".dvcignore").read_text()  # importing the package must not change a dep
+
+
+# 3. Stable splits -------------------------------------------------------------------------------
+
+def _class_shard(tmp_path, gen, prompts, per_prompt=1, seed=0):
+    rng = np.random.default_rng(abs(hash(gen)) % 2**32 + seed)
+    rows = []
+    for p in prompts:
+        for k in range(per_prompt):
+            img = Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
+            rows.append(make_row(encode_png(img), "png", generator=gen, family=gen, prompt_id=p,
+                                 prompt=f"prompt {p}", prompt_source="natural"))
+    return write_shard(rows, tmp_path / f"{gen}.parquet")
+
+
+def _folder_shard(tmp_path, gen, n):
+    rng = np.random.default_rng(7)
+    rows = [make_row(encode_png(Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))), "png",
+                     generator=gen, family=gen, source="imported") for _ in range(n)]
+    return write_shard(rows, tmp_path / f"{gen}.parquet")
+
+
+def test_adding_a_class_moves_no_existing_image(tmp_path):
+    # Main before: one permutation over all prompt groups (a new folder class moved ~half the images)
+    # and one RNG over every class in name order (a new class changed other classes' in_benchmark).
+    prompts = [f"p{i}" for i in range(80)]
+    base = [_class_shard(tmp_path, g, prompts) for g in ("sd", "sdxl")]
+    before = build_index(base, SPLIT).set_index("image_id")
+    folder = _folder_shard(tmp_path, "a_folder_class", 200)  # sorts first: shifts any shared RNG
+    diffusers = _class_shard(tmp_path, "b_diffusers", prompts + [f"new{i}" for i in range(40)])
+    after = build_index(base + [folder, diffusers], SPLIT).set_index("image_id")
+    old = after.loc[before.index]
+    assert (old["split"] == before["split"]).all()
+    assert (old["in_benchmark"] == before["in_benchmark"]).all()
+    assert set(after.generator) == {"sd", "sdxl", "a_folder_class", "b_diffusers"}
+    assert (after.groupby("prompt_id")["split"].nunique() == 1).all()  # still prompt-disjoint
+    # A view without the new classes selects the very same images, with or without its own counts.
+    from attribench.data.views import select
+
+    for spec in ({"classes": ["sd", "sdxl"]}, {"classes": ["sd", "sdxl"], "counts": {"train": 10, "val": 3, "test": 3}}):
+        same = [select(ix.reset_index(), "view", spec)["image_id"].tolist() for ix in (before, after)]
+        assert same[0] == same[1]
+
+
+def test_unmet_counts_are_an_error_naming_class_split_and_numbers(tmp_path):
+    shards = [_class_shard(tmp_path, "sd", [f"p{i}" for i in range(80)]),
+              _class_shard(tmp_path, "tiny", [f"p{i}" for i in range(10)])]
+    with pytest.raises(ShortClassError, match=r"class tiny: \d+ train images, split.counts.train asks for 20"):
+        build_index(shards, SPLIT)
+    index = build_index(shards, {**SPLIT, "allow_short": ["tiny"]})  # explicitly allowed: taken whole
+    tiny = index[index.generator == "tiny"]
+    assert tiny.in_benchmark.sum() == min(len(tiny[tiny.split == "train"]), 20) + min(
+        (tiny.split == "val").sum(), 5) + min((tiny.split == "test").sum(), 5)
+
+
+# 5. Params mistakes are caught before the first job --------------------------------------------
+
+def _raw(repo):
+    return yaml.safe_load((repo / "params.yaml").read_text())
+
+
+@pytest.mark.parametrize("edit, named", [
+    # Main before: an `exclude` typo was ignored (the class stayed in the view).
+    (lambda r: r["datasets"]["natural"].update(exclude=["reall"]), "datasets.natural.exclude: ['reall']"),
+    (lambda r: r["datasets"]["binary"]["labels"].update(real=["rael"]), "datasets.binary.labels.real: ['rael']"),
+    (lambda r: r["datasets"]["natural"].update(prompt_sources=["natral"]), "datasets.natural.prompt_sources: ['natral']"),
+    (lambda r: r["profiles"]["smoke"]["generators"]["sd_tiny"].update(pipeline="StableDifusionPipeline"),
+     "generators.sd_tiny.pipeline: 'StableDifusionPipeline'"),
+    (lambda r: r["profiles"]["smoke"]["generators"]["lcm_tiny"].update(scheduler="LCMSchedular"),
+     "generators.lcm_tiny.scheduler: 'LCMSchedular'"),
+    (lambda r: r["experiments"]["ef_all"].update(train="al"), "experiments.ef_all.train/test: ['al']"),
+])
+def test_dangling_names_are_caught_when_params_load(repo, edit, named):
+    from attribench.core.config import ConfigError, resolve
+
+    raw = _raw(repo)
+    raw["profile"] = "smoke"
+    edit(raw)
+    with pytest.raises(ConfigError) as err:
+        resolve(raw)
+    assert named in str(err.value)
+
+
+def test_nested_config_overrides_are_typed(repo):
+    # Main before: `--config profiles='{smoke: {training: {epochs: 1}}}'` reached the schema as "1".
+    from snakemake.cli import parse_config
+
+    from attribench.core.config import resolve, typed_overrides
+
+    overrides = parse_config(["profiles={smoke: {training: {epochs: 1, lr: 1.0e-3}}}"])
+    assert overrides["profiles"]["smoke"]["training"]["epochs"] == "1"  # what Snakemake hands over
+    raw = _raw(repo)
+    raw["profile"] = "smoke"
+    raw = typed_overrides(raw, overrides)
+    assert raw["profiles"]["smoke"]["training"]["epochs"] == 1
+    assert raw["profiles"]["smoke"]["training"]["lr"] == 1.0e-3
+    assert "generators" in raw["profiles"]["smoke"]  # merged, not replaced
+    resolve(raw)
+
+
+# 4. Odd images: one decoder, every skip named, counted and on the console ------------------------
+
+def _png_header_only(path, w, h):
+    """A PNG whose header claims w x h (valid CRC) and holds no pixels: a decompression bomb's shape."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_decoder_handles_odd_images(tmp_path):
+    from attribench.data.decode import Undecodable, open_image
+
+    grey16 = Image.fromarray(np.full((4, 4), 32896, dtype=np.uint16))  # 0x8080: mid grey at 16 bits
+    grey16.save(tmp_path / "g16.png")
+    img, notes = open_image(tmp_path / "g16.png")
+    assert np.asarray(img)[0, 0].tolist() == [128, 128, 128] and "16-bit" in notes[0]  # main: 255 (white)
+
+    exif = Image.new("RGB", (6, 2), "red").getexif()
+    exif[0x0112] = 6  # rotate 90 CW to display
+    Image.new("RGB", (6, 2), "red").save(tmp_path / "rot.jpg", exif=exif)
+    img, notes = open_image(tmp_path / "rot.jpg")
+    assert img.size == (2, 6) and "EXIF orientation 6" in notes[0]  # main: 6x2
+
+    pal = Image.new("P", (4, 4), 0)
+    pal.putpalette([0, 0, 0] * 256)
+    pal.save(tmp_path / "pal.png", transparency=0)  # fully transparent black
+    img, notes = open_image(tmp_path / "pal.png", {"background": [10, 200, 30]})
+    assert np.asarray(img)[0, 0].tolist() == [10, 200, 30] and "composited" in notes[0]  # main: black
+    with pytest.raises(Undecodable, match="transparency"):
+        open_image(tmp_path / "pal.png", {"alpha": "reject"})
+
+    Image.new("CMYK", (4, 4), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
+    img, notes = open_image(tmp_path / "cmyk.jpg")
+    r, g, b = np.asarray(img)[0, 0].tolist()
+    assert img.mode == "RGB" and r > 200 and g < 60 and b < 60
+
+    frames = [Image.new("RGB", (4, 4), c) for c in ("blue", "yellow")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    img, notes = open_image(tmp_path / "anim.gif")
+    assert "first of 2 frames" in notes and np.asarray(img)[0, 0, 2] > 200
+
+    with pytest.raises(Undecodable, match="over the pixel limit|max_pixels"):  # main: DecompressionBombError
+        open_image(_png_header_only(tmp_path / "bomb.png", 30000, 30000))
+    with pytest.raises(Undecodable, match=r"6x2 = 12 pixels, over decode.max_pixels 10"):
+        open_image(tmp_path / "rot.jpg", {"max_pixels": 10})
+
+
+def test_folder_import_skips_and_names_odd_files_on_the_console(tmp_path, capsys):
+    from attribench.data.decode import skipped_path
+    from attribench.data.delivery import deliver_shard
+    from attribench.data.render import render_shard
+    from attribench.data.shards import read_shard
+
+    folder = tmp_path / "imports"
+    folder.mkdir()
+    Image.new("RGB", (100, 80), "red").save(folder / "ok.jpg")
+    Image.new("RGB", (1, 1), "blue").save(folder / "tiny.png")
+    _png_header_only(folder / "huge.png", 30000, 30000)
+    cfg = {"profile": "t", "seed": 0, "device": "cpu", "prompts": {"chunk_size": 10, "sources": {}},
+           "generators": {"mj": {"backend": "folder", "family": "mj", "source": "imported", "path": str(folder)}}}
+    raw = render_shard(cfg, "mj", "folder-0000", tmp_path / "raw.parquet")  # main: the bomb aborted the import
+    assert sorted(read_shard(raw).origin) == ["ok.jpg", "tiny.png"]
+    report = pd_read(skipped_path(raw))
+    assert report.file.str.endswith("huge.png").tolist() == [True] and "pixel" in report.reason[0]
+    assert "attribench: skipped 1 input file(s) of mj" in capsys.readouterr().err
+
+    out = deliver_shard(raw, tmp_path / "delivered.parquet", {"size": 64, "format": "png"})
+    assert len(read_shard(out)) == 2 and not skipped_path(out).exists()
+    assert "upscaled (1 image(s)" in capsys.readouterr().err  # main: upscaled 1x1 -> 64x64 without a note
+
+
+def pd_read(path):
+    import pandas as pd
+
+    return pd.read_csv(path)
+
+
+# 6. Smaller ones ----------------------------------------------------------------------------------
+
+def test_setup_sh_cites_only_files_in_the_repository(repo):
+    # Main before: setup.sh cited DESIGN.md, which is not in the repository.
+    cited = set(re.findall(r"[\w./-]+\.(?:md|toml|yaml|txt|py|sh)\b", (repo / "setup.sh").read_text()))
+    assert cited and all((repo / c).exists() for c in cited), sorted(c for c in cited if not (repo / c).exists())
