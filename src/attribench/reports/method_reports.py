@@ -26,6 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from sklearn.metrics import average_precision_score  # noqa: E402
 
 from attribench.data.views import label_of, select  # noqa: E402
 from attribench.experiments.runs import RUNS, experiment_spec, predict_rows, run_metrics  # noqa: E402
@@ -37,18 +38,10 @@ N_BOOT = 200
 
 
 def average_precision(y: np.ndarray, score: np.ndarray) -> float:
-    """AP = sum_n (R_n - R_{n-1}) P_n over distinct score thresholds (scikit-learn's definition, ties
-    included: tied scores form one threshold). NaN without positives."""
+    """scikit-learn's AP (tied scores form one threshold); NaN without positives, where sklearn
+    would warn and return 0."""
     y, score = np.asarray(y, dtype=bool), np.asarray(score, dtype=np.float64)
-    if not y.any():
-        return float("nan")
-    order = np.argsort(-score, kind="mergesort")
-    y, score = y[order], score[order]
-    last = np.r_[np.nonzero(np.diff(score))[0], len(score) - 1]  # last index of each tied run
-    tps = np.cumsum(y)[last]
-    precision = tps / (last + 1)
-    recall = tps / tps[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return float(average_precision_score(y, score)) if y.any() else float("nan")
 
 
 def detection_aps(is_fake: np.ndarray, score: np.ndarray, family: np.ndarray, seed: int = 0,
