@@ -228,9 +228,9 @@ def predict_streamed(run_dir: str | Path, rows: pd.DataFrame, cache: Path, devic
                      text=None) -> np.ndarray:
     """`predict` for an image run, its images read from a pixel file at its input size (pixelcache.py);
     the same probabilities as decoding them all in memory."""
-    from attribench.data.imagedata import resize_crop
-    from attribench.data.pixelcache import pixel_cache
-    from attribench.training.loop import _text_vectors, load_model, predict_pixels, torch_settings
+    from attribench.data.imagedata import resize_crop  # torch: not at DAG-build time
+    from attribench.data.pixelcache import pixel_cache  # torch: not at DAG-build time
+    from attribench.training.loop import _text_vectors, load_model, predict_pixels, torch_settings  # torch
 
     model, meta = load_model(run_dir, device)
     pixels = pixel_cache(rows, meta["input_size"], cache, resize_crop)

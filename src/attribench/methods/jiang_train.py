@@ -37,6 +37,7 @@ from attribench.core.io import atomic_path
 from attribench.methods.jiang_siamese import make_prompt_groups, supcon_loss
 from attribench.data.shards import load_images
 from attribench.training.fit import Hooks, fit
+from attribench.training.loop import _param_groups, checkpoint_dir, run_key, run_log, write_summary
 from attribench.training.trainers import register_trainer
 
 DEFAULTS = {"lr": 1e-4, "weight_decay": 0.0, "seed": 0, "num_threads": None, "device": "cpu",
@@ -88,8 +89,6 @@ def _lr(spec: dict, epoch: int) -> float:
 
 @register_trainer("supcon", kinds=["jiang_siamese"])
 def train_supcon(index: pd.DataFrame, spec: dict, out_dir: str | Path, inputs=None, text_inputs=None) -> dict:
-    from attribench.training.loop import run_log  # lazy: train imports the attributor registry
-
     if inputs is not None or text_inputs is not None:
         raise ValueError("the supcon trainer trains the encoder on images; jiang_siamese takes no feature/text inputs")
     for key in ("attributor", "attributor_spec", "input_size", "epochs", "classes"):
@@ -102,8 +101,6 @@ def train_supcon(index: pd.DataFrame, spec: dict, out_dir: str | Path, inputs=No
 
 
 def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log) -> dict:
-    from attribench.training.loop import _param_groups, checkpoint_dir, run_key, write_summary
-
     classes, seed, device = list(spec["classes"]), int(spec["seed"]), spec["device"]
     aspec = spec["attributor_spec"]
     size, eval_bs = int(spec["input_size"]), int(spec.get("eval_batch_size") or spec["batch_size"])
