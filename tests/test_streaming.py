@@ -73,3 +73,26 @@ def test_streamed_run_trains_the_same_model(toy, tmp_path):
     assert (tmp_path / "workers" / "model.safetensors").read_bytes() == want
     assert "streaming pixels from" in (tmp_path / "stream" / "train.log").read_text()
     assert len(list((tmp_path / "cache").glob("*.u8"))) == 2  # train and val, built once, shared by both runs
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path):
+    """micro_batch_size splits each batch; the weighted micro-losses give the full batch's gradient
+    (a model without BatchNorm: equal up to float rounding)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    ids = [f"i{k}" for k in range(60)]
+    labels = rng.integers(0, 3, 60)
+    inputs = {i: torch.tensor(rng.normal(0, 1, 6) + 2 * y, dtype=torch.float32) for i, y in zip(ids, labels)}
+    index = pd.DataFrame({"image_id": ids, "generator": np.array(["a", "b", "c"])[labels],
+                          "split": ["train"] * 40 + ["val"] * 20})
+    spec = {"attributor": "linear_probe", "attributor_spec": {"in_dim": 6}, "classes": ["a", "b", "c"], "epochs": 3,
+            "batch_size": 16, "lr": 1e-2, "warmup_epochs": 0, "num_threads": 1}
+    full = train_run(index, spec, tmp_path / "full", inputs=inputs)
+    acc = train_run(index, {**spec, "micro_batch_size": 5}, tmp_path / "acc", inputs=inputs)
+    from safetensors.torch import load_file
+
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "acc" / "model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    h_full, h_acc = (pd.read_csv(tmp_path / r / "history.csv") for r in ("full", "acc"))
+    assert np.allclose(h_full["train_loss"], h_acc["train_loss"], atol=1e-6) and full["best_epoch"] == acc["best_epoch"]
