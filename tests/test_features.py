@@ -5,7 +5,6 @@ images, and the Fig. 9 density plot."""
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -139,9 +138,11 @@ def test_feature_run_predict_recomputes_from_images(toy_index, tmp_path):
     inputs = feature_inputs(toy_index, spec_f, tmp_path / "cache")
     spec = {"attributor": "linear_probe", "attributor_spec": {"in_dim": 1280}, "classes": ["blue", "red"],
             "epochs": 5, "batch_size": 8, "lr": 5e-2, "warmup_epochs": 0, "num_threads": 1, "features": spec_f}
-    m = train_run(toy_index, spec, tmp_path / "run", inputs=inputs)
+    from split_eval import evaluate_split
+
+    m, rec = evaluate_split(tmp_path / "run", toy_index, train_run(toy_index, spec, tmp_path / "run", inputs=inputs),
+                            inputs=inputs)
     assert m["test_accuracy"] >= 0.9
-    rec = pd.read_parquet(tmp_path / "run" / "predictions.parquet")
     blobs = load_images(toy_index[toy_index["image_id"].isin(rec["image_id"])])
     probs = predict(tmp_path / "run", [blobs[i] for i in rec["image_id"]])
     assert np.allclose(probs, rec[["p_blue", "p_red"]].to_numpy(), atol=1e-5)

@@ -12,8 +12,9 @@ from PIL import Image
 from attribench.models.attributors import build_attributor
 from attribench.models.backbones import load_backbone
 from attribench.data.imagedata import IMAGENET_MEAN, IMAGENET_STD
-from attribench.data.shards import encode_png, load_images, make_row, read_metadata, write_shard
+from attribench.data.shards import encode_png, make_row, read_metadata, write_shard
 from attribench.training.loop import load_model, predict, predict_features, train_run
+from split_eval import evaluate_split
 
 torch.set_num_threads(1)
 
@@ -50,16 +51,15 @@ SPEC = {"attributor": "linear_probe", "attributor_spec": {"in_dim": 16}, "classe
 
 def test_linear_probe_on_cached_vectors(tmp_path):
     index, inputs = _toy_vectors()
-    m = train_run(index, SPEC, tmp_path, inputs=inputs)
+    m, rec = evaluate_split(tmp_path, index, train_run(index, SPEC, tmp_path, inputs=inputs), inputs=inputs)
     assert m["test_accuracy"] > 0.9 and (m["n_train"], m["n_val"], m["n_test"]) == (120, 30, 30)
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["input_kind"] == "features" and meta["input_dim"] == 16 and meta["features"] is None
     assert meta["input_size"] is None
 
-    rec = pd.read_parquet(tmp_path / "predictions.parquet")
     vectors = torch.stack([inputs[i] for i in rec["image_id"]]).numpy()
     probs = predict_features(tmp_path, vectors)
-    assert np.array_equal(probs, rec[["p_a", "p_b", "p_c"]].to_numpy())  # exactly the recorded ones
+    assert np.array_equal(probs, rec[["p_a", "p_b", "p_c"]].to_numpy())  # numpy input: the same numbers
     with pytest.raises(ValueError, match="does not accept 16-d vector"):
         train_run(index, {**SPEC, "attributor_spec": {"in_dim": 8}}, tmp_path / "bad", inputs=inputs)
     with pytest.raises(ValueError, match="predict_features"):
@@ -71,8 +71,8 @@ def test_linear_probe_on_cached_vectors(tmp_path):
 def test_mlp_on_cached_vectors_repeatable(tmp_path):
     index, inputs = _toy_vectors(seed=1)
     spec = {**SPEC, "attributor": "mlp", "lr": 5e-3}
-    a = train_run(index, spec, tmp_path / "a", inputs=inputs)
-    b = train_run(index, spec, tmp_path / "b", inputs=inputs)
+    a = evaluate_split(tmp_path / "a", index, train_run(index, spec, tmp_path / "a", inputs=inputs), inputs=inputs)[0]
+    b = evaluate_split(tmp_path / "b", index, train_run(index, spec, tmp_path / "b", inputs=inputs), inputs=inputs)[0]
     assert a["test_accuracy"] > 0.9 and b["test_accuracy"] == a["test_accuracy"]
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
 
@@ -110,7 +110,5 @@ def test_finetune_lite0_trains_through_train_run(tmp_path):
     assert m["n_parameters"] == 4_652_008 - (1280 * 1000 + 1000) + (1280 * 2 + 2)  # ImageNet fc -> 2-way head
     model, meta = load_model(tmp_path / "run")
     assert "input_kind" not in meta  # an image run's model.json is as before
-    rec = pd.read_parquet(tmp_path / "run" / "predictions.parquet")
-    blobs = load_images(index[index["image_id"].isin(rec["image_id"])])
-    probs = predict(tmp_path / "run", [blobs[i] for i in rec["image_id"]])
-    assert np.array_equal(probs, rec[["p_blue", "p_red"]].to_numpy())
+    # The strictly reloaded checkpoint scores on val exactly what the loop recorded for its epoch.
+    assert evaluate_split(tmp_path / "run", index, split="val")[0]["test_accuracy"] == m["best_val_accuracy"]

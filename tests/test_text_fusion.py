@@ -16,6 +16,7 @@ from attribench.models.features import feature_inputs
 from attribench.data.imagedata import ImageDataset
 from attribench.data.shards import encode_png, load_images, make_row, read_metadata, write_shard
 from attribench.training.loop import predict, train_run
+from split_eval import evaluate_split
 
 torch.set_num_threads(1)
 # One prompt theme per class: the text identifies the class, the image (uniform noise) does not.
@@ -52,12 +53,14 @@ def toy(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runs(toy):
+    """name -> (run dir, summary + test metrics, test predictions)."""
     index, text, base = toy
-    return {
-        "image": (base / "image", train_run(index, SPEC, base / "image")),
-        "text": (base / "text", train_run(index, TEXT_SPEC_RUN, base / "text", text_inputs=text)),
-        "text_again": (base / "text_again", train_run(index, TEXT_SPEC_RUN, base / "text_again", text_inputs=text)),
-    }
+    out = {}
+    for name, spec, kw in (("image", SPEC, {}), ("text", TEXT_SPEC_RUN, {"text_inputs": text}),
+                           ("text_again", TEXT_SPEC_RUN, {"text_inputs": text})):
+        summary = train_run(index, spec, base / name, **kw)
+        out[name] = (base / name, *evaluate_split(base / name, index, summary, text=kw.get("text_inputs")))
+    return out
 
 
 def test_head_sees_image_embedding_and_text():
@@ -96,8 +99,8 @@ def test_dataset_carries_text_and_flips_as_before():
 
 def test_text_path_is_what_learns(runs, toy):
     index, text, _ = toy
-    img_dir, img_m = runs["image"]
-    txt_dir, txt_m = runs["text"]
+    img_dir, img_m, _ = runs["image"]
+    txt_dir, txt_m, rec = runs["text"]
     assert txt_m["test_accuracy"] > 0.9
     assert img_m["test_accuracy"] <= 0.5  # noise images: chance is 1/3
     assert (txt_m["n_train"], txt_m["n_val"], txt_m["n_test"]) == (48, 24, 24)
@@ -109,7 +112,6 @@ def test_text_path_is_what_learns(runs, toy):
     assert "+ 384-d text" in (txt_dir / "train.log").read_text()
 
     # Give each test image the prompt of an image of the next class: the prediction follows the text.
-    rec = pd.read_parquet(txt_dir / "predictions.parquet")
     blobs = load_images(index[index["image_id"].isin(rec["image_id"])])
     test = index.set_index("image_id").loc[rec["image_id"]]
     donor = {g: test.index[test["generator"] == g].tolist() for g in CLASSES}
@@ -124,8 +126,7 @@ def test_text_path_is_what_learns(runs, toy):
 
 def test_checkpoint_reproduces_predictions_from_text_vectors(runs, toy):
     index, text, _ = toy
-    run_dir, metrics = runs["text"]
-    rec = pd.read_parquet(run_dir / "predictions.parquet")
+    run_dir, metrics, rec = runs["text"]
     recorded = rec[[f"p_{c}" for c in CLASSES]].to_numpy()
     blobs = load_images(index[index["image_id"].isin(rec["image_id"])])
     images = [blobs[i] for i in rec["image_id"]]
@@ -147,10 +148,9 @@ def test_checkpoint_reproduces_predictions_from_text_vectors(runs, toy):
 
 
 def test_text_run_is_repeatable(runs):
-    (dir_a, m_a), (dir_b, m_b) = runs["text"], runs["text_again"]
+    (dir_a, m_a, p_a), (dir_b, m_b, p_b) = runs["text"], runs["text_again"]
     assert m_a["test_accuracy"] == m_b["test_accuracy"]
-    pd.testing.assert_frame_equal(pd.read_parquet(dir_a / "predictions.parquet"),
-                                  pd.read_parquet(dir_b / "predictions.parquet"), check_exact=True)
+    pd.testing.assert_frame_equal(p_a, p_b, check_exact=True)
     assert (dir_a / "model.safetensors").read_bytes() == (dir_b / "model.safetensors").read_bytes()
 
 

@@ -50,6 +50,11 @@ def features_dir(cfg: dict) -> Path:
     return data_root(cfg) / "features"
 
 
+def pixel_cache_dir(cfg: dict) -> Path:
+    """uint8 images at a training input size, one file per (size, image ids) content key."""
+    return data_root(cfg) / "cache" / "pixels"
+
+
 def derived_dir(cfg: dict) -> Path:
     return data_root(cfg) / "derived"
 

@@ -2,8 +2,10 @@
 
 Train: resize the short side to `input_size` (bicubic, antialiased), centre-crop, flip
 horizontally with p=0.5. Eval: resize + centre-crop only. Both normalise with ImageNet statistics.
-The resize + crop is deterministic, so it is done once at load time and kept as uint8: training
-then never decodes or resizes again (it would be input-bound on CPU), and only the flip is random.
+The resize + crop is deterministic, so it is done once and kept as uint8, in memory or in a
+streamed pixel file (pixelcache.py, `pixels=`): training then never decodes or resizes again (it
+would be input-bound on CPU), and only the flip is random. Items are uint8; the training loop
+normalises whole batches on its device (`normalise`, the same numbers as per item on the CPU).
 A training dataset may take an augmentation hook (hooks.py, e.g. Ju et al.'s blur + JPEG): it is
 drawn per (seed, epoch, image) and applied to the decoded image at its own size, before the resize
 (so the encoded bytes are kept for the images it fires on); images it leaves alone use the cache.
@@ -45,13 +47,15 @@ def resize_crop(data: bytes, size: int) -> torch.Tensor:
 
 
 def normalise(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 (..., 3, H, W) -> float32 normalised with ImageNet mean/std."""
-    return (pixels.float() / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    """uint8 (..., 3, H, W) -> float32 normalised with ImageNet mean/std, on the pixels' device."""
+    mean, std = IMAGENET_MEAN.to(pixels.device), IMAGENET_STD.to(pixels.device)
+    return (pixels.float() / 255.0 - mean) / std
 
 
 class ImageDataset(Dataset):
-    """Preprocessed images held in memory; yields (normalised float image, class index), or
-    (normalised float image, text vector, class index) when `text` (n, D) is given."""
+    """Preprocessed uint8 images, in memory or streamed (`pixels`: a pixelcache.PixelFile, then
+    `images` is only needed for an augmentation hook); yields (uint8 image, class index), or
+    (uint8 image, text vector, class index) when `text` (n, D) is given."""
 
     def __init__(
         self,
@@ -63,8 +67,9 @@ class ImageDataset(Dataset):
         image_ids: Sequence[str] | None = None,
         text: torch.Tensor | None = None,
         augment=None,
+        pixels=None,
     ):
-        if len(images) != len(labels):
+        if pixels is None and len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if text is not None and len(text) != len(labels):
             raise ValueError(f"{len(text)} text vectors but {len(labels)} labels")
@@ -73,18 +78,23 @@ class ImageDataset(Dataset):
         self.train = train
         self.image_ids = list(image_ids) if image_ids is not None else None
         self.labels = torch.as_tensor(list(labels), dtype=torch.long)
-        self.pixels = (
+        self.pixels = pixels if pixels is not None else (
             torch.stack([resize_crop(b, input_size) for b in images])
             if len(images)
             else torch.empty((0, 3, input_size, input_size), dtype=torch.uint8)
         )
+        if len(self.pixels) != len(self.labels):
+            raise ValueError(f"{len(self.pixels)} images but {len(self.labels)} labels")
         # Own generator: flips depend only on the seed and the order items are requested in.
         self.flip_rng = torch.Generator().manual_seed(seed)
         # Augmentation hook (training only): draws from its own per-(seed, epoch, item) stream, so the
         # flip stream, and any run without augmentation, is exactly what it was.
         self.augment = augment if train else None
+        if self.augment is not None and images is None:
+            raise ValueError("an augmentation hook needs the encoded images (images=)")
         self.encoded = list(images) if self.augment is not None else None
         self.seed, self.epoch = seed, 0
+        self.flip = True  # the training loop turns it off and flips whole batches from the same stream
 
     def set_epoch(self, epoch: int) -> None:
         """The training loop calls this before each epoch: augmentation draws depend on it."""
@@ -103,11 +113,11 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         pixels = self.train_pixels(i) if self.train else self.pixels[i]
-        if self.train and torch.rand((), generator=self.flip_rng).item() < 0.5:
+        if self.train and self.flip and torch.rand((), generator=self.flip_rng).item() < 0.5:
             pixels = pixels.flip(-1)
         if self.text is not None:
-            return normalise(pixels), self.text[i], self.labels[i]
-        return normalise(pixels), self.labels[i]
+            return pixels, self.text[i], self.labels[i]
+        return pixels, self.labels[i]
 
 
 def index_dataset(
@@ -119,14 +129,16 @@ def index_dataset(
     seed: int = 0,
     text_inputs: dict[str, torch.Tensor] | None = None,
     augment=None,
+    pixels=None,
 ) -> ImageDataset:
     """Dataset over the rows of `index` (in row order); labels are positions in `classes`.
+    images: {image_id: bytes}, or None with `pixels` (the rows' streamed pixel file) and no augment.
     text_inputs: {image_id: 1-D text vector} to carry alongside each image; augment: a hook's
     draw(rng) (hooks.make_augmentation), used only when train is True."""
     class_idx = {c: i for i, c in enumerate(classes)}
     ids = index["image_id"].tolist()
     return ImageDataset(
-        [images[i] for i in ids],
+        [images[i] for i in ids] if images is not None else None,
         [class_idx[g] for g in index["generator"]],
         input_size,
         train,
@@ -134,6 +146,7 @@ def index_dataset(
         image_ids=ids,
         text=_stack(ids, text_inputs, "text vector") if text_inputs is not None else None,
         augment=augment,
+        pixels=pixels,
     )
 
 

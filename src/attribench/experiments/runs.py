@@ -1,8 +1,18 @@
 """One named experiment = dataset spec x attributor spec x training spec, run into results/runs/<name>/.
 
-It trains on the train/val splits of its `train` dataset and tests on the test split of every
-dataset in `test` (the first one is the primary test set). metrics.json holds one block per test
-set; confusion matrices and predictions are written per test set too.
+It trains on the train/val splits of its `train` dataset (the trainer writes model.json,
+model.safetensors, history.csv, train.log, training.json and, while it runs, checkpoint/) and tests
+on the test split of every dataset in `test` (the first one is the primary test set); confusion
+matrices and predictions are written per test set.
+
+metrics.json is written here and only here, last, so a run is finished iff it exists. Schema:
+  experiment, profile, attributor, attributor_label, model, uses_text, input_size, train_dataset,
+  transform, classes, n_classes, chance; from the trainer's summary: n_train, n_val, best_epoch,
+  best_val_accuracy, epochs, train_seconds, train_images_per_second, n_parameters, plus its `extra`
+  keys (e.g. supcon: trainer, selection, best_val_pair_auc, pair_threshold, ...);
+  test: {test set: {accuracy, accuracy_ci95, macro_precision, macro_recall, macro_f1,
+  per_class_accuracy, confusion_matrix, n, n_unseen_class[, real_vs_fake_ap, real_vs_fake_accuracy,
+  n_fake, n_real]}}; study (hyperparameter-study runs only).
 """
 
 from __future__ import annotations
@@ -14,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 import attribench.plugins  # noqa: F401  every attributor, trainer and hook a run may name
-from attribench.data.views import label_of, select
+from attribench.core import paths
 from attribench.core.io import atomic_path
+from attribench.data.views import label_of, select
 from attribench.training.metrics import bootstrap_ci, classification_metrics, plot_confusion
 from attribench.data.shards import load_images
 from attribench.core.paths import PLOTS, RUNS  # noqa: F401  (re-exported)
@@ -36,7 +47,7 @@ from attribench.experiments.specs import (  # noqa: F401  (re-exported)
     is_image_text_model,
 )
 
-def _metrics_block(y_true, y_pred, classes, seed) -> dict:
+def metrics_block(y_true, y_pred, classes, seed) -> dict:
     m = classification_metrics(y_true, y_pred, classes)
     lo, hi = bootstrap_ci(y_true, y_pred, seed=seed)
     return {"accuracy": m["accuracy"], "accuracy_ci95": [lo, hi], "macro_precision": m["macro_precision"],
@@ -95,15 +106,33 @@ def predict_rows(cfg: dict, spec: dict, run_dir: str | Path, rows: pd.DataFrame)
 
 
     features = spec["attributor"].get("features")
-    vectors = None
+    device = spec["training"].get("device", "cpu")
+    vectors = stacked = None
     if features:
-        vectors = feature_inputs(rows, features, feature_cache_dir(cfg), device=spec["training"].get("device", "cpu"))
+        vectors = feature_inputs(rows, features, feature_cache_dir(cfg), device=device)
         stacked = torch.stack([vectors[i] for i in rows["image_id"]])
         if not is_image_text_model(spec["attributor"]):
-            return predict_features(run_dir, stacked)
+            return predict_features(run_dir, stacked, device)
+    if spec["training"].get("pixel_cache", True) is not False:  # streamed: the test set never sits in RAM
+        return predict_streamed(run_dir, rows, paths.pixel_cache_dir(cfg), device, stacked)
     images = load_images(rows)
     extra = {"text_vectors": stacked} if vectors is not None else {}
-    return predict(run_dir, [images[i] for i in rows["image_id"]], **extra)
+    return predict(run_dir, [images[i] for i in rows["image_id"]], device, **extra)
+
+
+def predict_streamed(run_dir: str | Path, rows: pd.DataFrame, cache: Path, device: str = "cpu",
+                     text=None) -> np.ndarray:
+    """`predict` for an image run, its images read from a pixel file at its input size (pixelcache.py);
+    the same probabilities as decoding them all in memory."""
+    from attribench.data.imagedata import resize_crop  # torch: not at DAG-build time
+    from attribench.data.pixelcache import pixel_cache  # torch: not at DAG-build time
+    from attribench.training.loop import _text_vectors, load_model, predict_pixels, torch_settings  # torch
+
+    model, meta = load_model(run_dir, device)
+    pixels = pixel_cache(rows, meta["input_size"], cache, resize_crop)
+    with torch_settings(meta.get("num_threads")):
+        text = _text_vectors(run_dir, meta, len(rows), None, text) if meta.get("text") else None
+        return predict_pixels(model, pixels, meta["eval_batch_size"], device, text)
 
 
 def _labelled(df: pd.DataFrame) -> pd.DataFrame:
@@ -175,6 +204,8 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
         run_spec["features"] = features
     if num_threads:
         run_spec["num_threads"] = num_threads
+    if inputs is None and run_spec.get("pixel_cache", True) is not False:  # stream images (pixelcache.py)
+        run_spec["pixel_cache"] = str(paths.pixel_cache_dir(cfg))
     extra = {"text_inputs": text_inputs} if text_inputs is not None else {}
     # The attributor kind picks its trainer (attribench.training.trainers): cross-entropy unless a method
     # registered its own (Jiang et al.'s encoder: supcon).
@@ -186,7 +217,7 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
         known = label_of(rows).isin(classes).to_numpy()
         y_true = np.array([classes.index(g) for g in label_of(rows)[known]])
         y_pred = probs.argmax(1)
-        blocks[test] = _metrics_block(y_true, y_pred[known], classes, spec["seed"]) if known.any() else {"n": 0}
+        blocks[test] = metrics_block(y_true, y_pred[known], classes, spec["seed"]) if known.any() else {"n": 0}
         blocks[test]["n_unseen_class"] = int((~known).sum())
         if real_classes:
             blocks[test].update(real_vs_fake(rows, probs, classes, real_classes))

@@ -11,6 +11,9 @@ of whole prompt groups of the train split (sec. III-C, IV-B), registered in attr
   renders of the other prompts in the batch, contrasts every other source, same-prompt ones included.
 - Optimiser: AdamW (weight_decay 0 = the paper's Adam), lr stepped down by `lr_gamma` every
   `lr_step_epochs` epochs (paper: 1e-4, x0.4 every 20 of 100 epochs); h-flip 0.5 as in train_run.
+- The loop is training.fit's (resumable checkpoints, history, selection); this module gives it hooks:
+  the prompt-group batches, the SupCon loss, the val pair AUC, the step LR; on finish it sets the
+  prototypes and the Youden threshold into model.json.
 - Checkpoint: the epoch with the best validation pair AUC (all val pairs, "same generator?" scored
   by cosine similarity), ties keep the earlier epoch. Then the class prototypes (N-way head) are set
   from the train embeddings, and the Youden threshold of the val pairs is recorded in model.json.
@@ -20,7 +23,6 @@ Seeded; on CPU with a fixed thread count, bit-for-bit repeatable.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +30,15 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 from sklearn.metrics import roc_auc_score, roc_curve
-from tqdm.auto import tqdm
 
 from attribench.models.attributors import build_attributor
 from attribench.data.imagedata import normalise, resize_crop
 from attribench.core.io import atomic_path
 from attribench.methods.jiang_siamese import make_prompt_groups, supcon_loss
 from attribench.data.shards import load_images
+from attribench.training.fit import Hooks, fit
+from attribench.training.loop import _param_groups, checkpoint_dir, run_key, run_log, write_summary
 from attribench.training.trainers import register_trainer
-from attribench.training.loop import _param_groups, cpu_state, history_line
 
 DEFAULTS = {"lr": 1e-4, "weight_decay": 0.0, "seed": 0, "num_threads": None, "device": "cpu",
             "lr_step_epochs": 20, "lr_gamma": 0.4, "batch_size": 64}
@@ -87,8 +89,6 @@ def _lr(spec: dict, epoch: int) -> float:
 
 @register_trainer("supcon", kinds=["jiang_siamese"])
 def train_supcon(index: pd.DataFrame, spec: dict, out_dir: str | Path, inputs=None, text_inputs=None) -> dict:
-    from attribench.training.loop import run_log  # lazy: train imports the attributor registry
-
     if inputs is not None or text_inputs is not None:
         raise ValueError("the supcon trainer trains the encoder on images; jiang_siamese takes no feature/text inputs")
     for key in ("attributor", "attributor_spec", "input_size", "epochs", "classes"):
@@ -101,7 +101,6 @@ def train_supcon(index: pd.DataFrame, spec: dict, out_dir: str | Path, inputs=No
 
 
 def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log) -> dict:
-
     classes, seed, device = list(spec["classes"]), int(spec["seed"]), spec["device"]
     aspec = spec["attributor_spec"]
     size, eval_bs = int(spec["input_size"]), int(spec.get("eval_batch_size") or spec["batch_size"])
@@ -131,19 +130,10 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log) -> dict:
     min_sources = 2 if aspec["loss_groups"] == "prompt" else 1
     tau = float(aspec["temperature"])
 
-    history, best_auc, best_epoch, best_state = [], -1.0, 0, None
-    seen_total, step_seconds, t_start = 0, 0.0, time.perf_counter()
-    epochs = int(spec["epochs"])
-    bar = tqdm(range(1, epochs + 1), desc="supcon", unit="epoch", dynamic_ncols=True)
-    for epoch in bar:
-        lr = _lr(spec, epoch)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        model.train()
-        batches = make_prompt_groups(train_rows, groups_per_batch=int(aspec["prompts_per_batch"]),
-                                     min_sources=min_sources, seed=seed + epoch)
-        loss_sum, n_seen, t0 = 0.0, 0, time.perf_counter()
-        for batch in batches:
+    def batches(epoch: int):
+        """Prompt-group batches (reshuffled with seed + epoch), flipped; lone images skipped."""
+        for batch in make_prompt_groups(train_rows, groups_per_batch=int(aspec["prompts_per_batch"]),
+                                        min_sources=min_sources, seed=seed + epoch):
             if len(batch) < 2:  # BatchNorm needs two samples; a lone image has no pair anyway
                 continue
             pos = torch.tensor([pos_of[i] for i in batch["image_id"]])
@@ -151,29 +141,27 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log) -> dict:
             flip = torch.rand(len(px), generator=flip_rng) < 0.5
             px = torch.where(flip.view(-1, 1, 1, 1), px.flip(-1), px)
             groups = (torch.as_tensor(pd.factorize(batch["prompt_id"])[0]) if aspec["loss_groups"] == "prompt" else None)
-            emb = model.embed(normalise(px).to(device))
-            loss = supcon_loss(emb, train_y[pos], tau, groups=groups, contrast=aspec["contrast"])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.item() * len(px)
-            n_seen += len(px)
-        step_seconds += time.perf_counter() - t0
-        seen_total += n_seen
+            yield px, train_y[pos], groups
+
+    def loss(model, batch):
+        px, y, groups = batch
+        emb = model.embed(normalise(px.to(device)))
+        return supcon_loss(emb, y, tau, groups=groups, contrast=aspec["contrast"]), len(px), None
+
+    def validate(model) -> float:
         _, _, scores, same = pair_scores(embed_pixels(model, val_px, eval_bs, device), val_y)
-        val_auc = float(roc_auc_score(same, scores))
-        row = {"epoch": epoch, "lr": lr, "train_loss": loss_sum / max(1, n_seen), "val_pair_auc": val_auc}
-        history.append(row)
-        if val_auc > best_auc:
-            best_auc, best_epoch = val_auc, epoch
-            best_state = cpu_state(model)
-        bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_auc=f"{val_auc:.4f}", best=f"{best_auc:.4f}")
-        log(history_line(row))
-    bar.close()
-    train_seconds = time.perf_counter() - t_start
+        return float(roc_auc_score(same, scores))
+
+    hooks = Hooks(batches=batches, loss=loss, validate=validate, metric="val_pair_auc",
+                  lr=lambda step, epoch: _lr(spec, epoch), generators={"flip": flip_rng}, splittable=False)
+    epochs = int(spec["epochs"])
+    res = fit(model, opt, hooks, epochs=epochs, device=device, log=log, checkpoint_dir=checkpoint_dir(out_dir),
+              checkpoint_every=int(spec.get("checkpoint_every") or 0), key=run_key(spec, train_rows, val_rows),
+              log_every=int(spec.get("log_every") or 0), desc="supcon")
+    best_auc, best_epoch = res.best_value, res.best_epoch
 
     # The best checkpoint, its N-way prototypes (train split, no flips) and its val-pair threshold.
-    model.load_state_dict(best_state)
+    model.load_state_dict(res.best_state)
     train_emb = embed_pixels(model, train_px, eval_bs, device)
     protos = torch.stack([train_emb[train_y == k].mean(0) if (train_y == k).any() else torch.zeros(train_emb.shape[1])
                           for k in range(len(classes))])
@@ -183,7 +171,7 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log) -> dict:
     threshold = youden_threshold(scores, same)
     val_acc = float(((val_emb @ model.prototypes.T).argmax(1).numpy() == val_y).mean())
     log(f"best epoch {best_epoch} val_pair_auc={best_auc:.6g} threshold={threshold:.6g} "
-        f"val_accuracy(prototypes)={val_acc:.6g}; {train_seconds:.1f}s")
+        f"val_accuracy(prototypes)={val_acc:.6g}; {res.train_seconds:.1f}s")
 
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out_dir / "model.safetensors") as tmp:
@@ -196,13 +184,9 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log) -> dict:
     with atomic_path(out_dir / "model.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
     with atomic_path(out_dir / "history.csv") as tmp:
-        pd.DataFrame(history, columns=["epoch", "lr", "train_loss", "val_pair_auc"]).to_csv(tmp, index=False)
-    return {
-        "n_train": len(train_rows), "n_val": len(val_rows), "best_epoch": best_epoch,
-        "best_val_accuracy": val_acc, "epochs": epochs, "train_seconds": train_seconds,
-        "train_images_per_second": seen_total / step_seconds if step_seconds else None, "n_parameters": n_params,
-        "history": history,
-        "extra": {"trainer": "supcon", "selection": "val_pair_auc", "best_val_pair_auc": best_auc,
-                  "pair_threshold": threshold, "pair_threshold_rule": "youden",
-                  "n_way_head": "nearest class prototype (cosine / temperature)"},
-    }
+        pd.DataFrame(res.history, columns=["epoch", "lr", "train_loss", "val_pair_auc"]).to_csv(tmp, index=False)
+    # The experiment's accuracy column is the prototype head's val accuracy, not the selection AUC.
+    return write_summary(out_dir, res, best_val_accuracy=val_acc, n_train=len(train_rows), n_val=len(val_rows), epochs=epochs, n_parameters=n_params,
+                         extra={"trainer": "supcon", "selection": "val_pair_auc", "best_val_pair_auc": best_auc,
+                                "pair_threshold": threshold, "pair_threshold_rule": "youden",
+                                "n_way_head": "nearest class prototype (cosine / temperature)"})

@@ -1,9 +1,10 @@
-"""Train one image attributor on a dataset index and evaluate it (Xu et al. 2024, sec. 4.1, app. B).
+"""The cross-entropy trainer (Xu et al. 2024, sec. 4.1, app. B) on the one loop (fit.py), plus
+loading a trained run and predicting with it.
 
 Recipe: AdamW (lr 2e-4, weight decay 0.05, none on biases/norm weights as in MMPretrain's AdamW
 schedule), linear warm-up then cosine to `min_lr`, both stepped per iteration; the checkpoint with
-the best validation accuracy is the one saved and tested. Runs are seeded and, on CPU with a
-fixed thread count, bit-for-bit repeatable.
+the best validation accuracy is the one saved (the experiment tests it: experiments/runs.py).
+Runs are seeded and, on CPU with a fixed thread count, bit-for-bit repeatable, resumed or not.
 
 Inputs are either images (decoded from the shards, flipped in training, ImageNet-normalised) or, with
 `train_run(..., inputs={image_id: vector})`, precomputed vectors (frozen-backbone features, + text,
@@ -16,6 +17,7 @@ e.g. attributor `timm_scratch_text`), trained end to end on the images as before
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import time
@@ -28,21 +30,24 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from attribench.models.attributors import build_attributor
-from attribench.training.hooks import make_augmentation, make_loss
-from attribench.data.imagedata import index_dataset, normalise, resize_crop, vector_dataset
 from attribench.core.io import atomic_path
-from attribench.training.metrics import bootstrap_ci, classification_metrics, plot_confusion
+from attribench.data.imagedata import index_dataset, normalise, resize_crop, vector_dataset
+from attribench.data.pixelcache import pixel_cache
 from attribench.data.shards import load_images
+from attribench.models.attributors import build_attributor
+from attribench.training.fit import FitResult, Hooks, cpu_state, fit, history_line  # noqa: F401  (re-exported)
+from attribench.training.hooks import make_augmentation, make_loss
 
 REQUIRED = ("attributor", "attributor_spec", "input_size", "epochs", "classes")
 REQUIRED_FEATURES = ("attributor", "attributor_spec", "epochs", "classes")  # no pixels, no input size
 # Paper values (app. B) for everything a spec leaves out; epochs stay required (paper: 2000).
 DEFAULTS = {"batch_size": 128, "lr": 2e-4, "weight_decay": 0.05, "warmup_epochs": 20,
             "min_lr": 1e-5, "seed": 0, "num_threads": None, "device": "cpu",
-            "augment": None, "loss": "ce"}  # hooks.py: training-image augmentation, loss
+            "augment": None, "loss": "ce",  # hooks.py: training-image augmentation, loss
+            "checkpoint_every": 0, "log_every": 0,  # epochs between resumable checkpoints; steps between log lines
+            "num_workers": 0, "micro_batch_size": None,  # DataLoader workers; gradient accumulation chunk
+            "amp": "bf16", "pixel_cache": None}  # autocast dtype on CUDA (None: fp32); streamed pixel folder
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, lr: float, min_lr: float) -> float:
@@ -80,7 +85,7 @@ def predict_batches(model: torch.nn.Module, x: torch.Tensor, batch_size: int, de
     model.eval()
     out = []
     for s in range(0, len(x), batch_size):
-        args = [prepare(x[s : s + batch_size]).to(device)]
+        args = [prepare(x[s : s + batch_size].to(device))]
         if text is not None:
             args.append(text[s : s + batch_size].to(device))
         out.append(F.softmax(model(*args).float(), dim=1).cpu())
@@ -182,14 +187,17 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 def train_run(index: pd.DataFrame, spec: dict, out_dir: str | Path,
               inputs: dict[str, torch.Tensor] | None = None,
               text_inputs: dict[str, torch.Tensor] | None = None) -> dict:
-    """Train on split 'train', pick the epoch by 'val' accuracy, test it on 'test'; write the run
-    (model, metrics, confusion, predictions, history, log) into `out_dir`. Returns the metrics.
+    """Train on split 'train' and pick the epoch by 'val' accuracy (other splits are ignored); write
+    the run's model (model.json + model.safetensors), history.csv, train.log and training.json.
+    Returns the training summary (see trainers.py); testing and metrics.json are the experiment's.
 
     inputs: {image_id: 1-D vector} to train on instead of the images (no augmentation, no
     normalisation); spec["features"], if given, is recorded so `predict` can remake the vectors.
     text_inputs: {image_id: 1-D text vector} fed with each image, model(pixels, text) (images
     augmented as usual, the vectors as they are); spec["text_spec"] (a feature-spec text part, e.g.
-    {"encoder": "minilm"}), if given, is recorded so `predict` can embed prompts itself."""
+    {"encoder": "minilm"}), if given, is recorded so `predict` can embed prompts itself.
+    spec["pixel_cache"]: a folder for the streamed uint8 pixel files (pixelcache.py); without it the
+    images are decoded into memory."""
     if inputs is not None and text_inputs is not None:
         raise ValueError("text_inputs go with the image path; fuse text into `inputs` for vector runs")
     missing = [k for k in (REQUIRED if inputs is None else REQUIRED_FEATURES) if k not in spec]
@@ -201,20 +209,13 @@ def train_run(index: pd.DataFrame, spec: dict, out_dir: str | Path,
         return _train(index, spec, out_dir, log, inputs, text_inputs)
 
 
-def cpu_state(model: torch.nn.Module) -> dict:
-    """A detached CPU copy of the weights: the best-validation checkpoint kept while training goes on."""
-    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
-
-
-def history_line(row: dict) -> str:
-    return " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
-
-
 @contextlib.contextmanager
 def run_log(out_dir: Path, num_threads: int | None) -> Iterator[Callable[[str], None]]:
-    """The run's thread settings plus a `log(msg)` writing timestamped lines to out_dir/train.log."""
+    """The run's thread settings plus a `log(msg)` writing timestamped lines to out_dir/train.log
+    (appended to when a checkpoint is there to resume from)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with torch_settings(num_threads), open(out_dir / "train.log", "w") as log_file:
+    mode = "a" if (checkpoint_dir(out_dir) / "state.json").exists() else "w"
+    with torch_settings(num_threads), open(out_dir / "train.log", mode) as log_file:
         def log(msg: str) -> None:
             log_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
             log_file.flush()
@@ -235,6 +236,65 @@ def _check_input(model: torch.nn.Module, example: tuple[torch.Tensor, ...], what
         raise ValueError(f"attributor {attributor_spec} does not accept {what} inputs: {err}") from err
 
 
+def checkpoint_dir(out_dir: Path) -> Path:
+    return Path(out_dir) / "checkpoint"
+
+
+def run_key(spec: dict, *frames: pd.DataFrame) -> str:
+    """What a checkpoint must match to be resumed: the spec and the images trained / validated on."""
+    h = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode())
+    for df in frames:
+        h.update("\n".join(df["image_id"]).encode())
+    return h.hexdigest()
+
+
+def prepare_device(model: torch.nn.Module, device: str, images: bool) -> torch.nn.Module:
+    """CUDA: TF32 matmuls/convolutions and channels_last image models; CPU: as it is (deterministic)."""
+    if str(device).startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        if images:
+            model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def flip_batch(px: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """h-flip p=0.5 per image, drawn one scalar per image in batch order from `rng` (the stream the
+    per-item dataset flips used), applied on the batch's device."""
+    flips = torch.tensor([torch.rand((), generator=rng).item() < 0.5 for _ in range(len(px))], device=px.device)
+    return torch.where(flips.view(-1, 1, 1, 1), px.flip(-1), px)
+
+
+def make_loader(ds, spec: dict, generator: torch.Generator, device: str) -> DataLoader:
+    bs, workers = int(spec["batch_size"]), int(spec["num_workers"])
+    return DataLoader(
+        ds, batch_size=bs, shuffle=True, generator=generator, num_workers=workers,
+        pin_memory=str(device).startswith("cuda"),
+        # Persistent workers would keep an old epoch's copy of the dataset: not with augmentation.
+        persistent_workers=workers > 0 and getattr(ds, "augment", None) is None,
+        # A lone final sample would break BatchNorm's batch statistics; drop it instead.
+        drop_last=len(ds) % bs == 1 and len(ds) > 1,
+    )
+
+
+def _datasets(parts: dict[str, pd.DataFrame], spec: dict, classes: list[str], text_inputs, log):
+    """Train / val image datasets: streamed from a pixel file when spec["pixel_cache"] is set."""
+    size, seed, augment = int(spec["input_size"]), int(spec["seed"]), make_augmentation(spec["augment"])
+    common = {"classes": classes, "input_size": size, "text_inputs": text_inputs}
+    if spec.get("pixel_cache"):
+        px = {s: pixel_cache(df, size, spec["pixel_cache"], resize_crop) for s, df in parts.items()}
+        log(f"streaming pixels from {', '.join(str(p.path) for p in px.values())}")
+        images = load_images(parts["train"]) if augment is not None else None  # the hook decodes originals
+        train_ds = index_dataset(parts["train"], images, train=True, seed=seed, augment=augment, pixels=px["train"], **common)
+        val_ds = index_dataset(parts["val"], None, train=False, pixels=px["val"], **common)
+    else:
+        images = load_images(pd.concat(parts.values()))
+        train_ds = index_dataset(parts["train"], images, train=True, seed=seed, augment=augment, **common)
+        val_ds = index_dataset(parts["val"], images, train=False, **common)
+    train_ds.flip = False  # flip_batch does it on the device, from the same stream
+    return train_ds, val_ds
+
+
 def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log, inputs: dict[str, torch.Tensor] | None,
            text_inputs: dict[str, torch.Tensor] | None) -> dict:
     classes, seed, device = list(spec["classes"]), int(spec["seed"]), spec["device"]
@@ -243,39 +303,35 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log, inputs: dict[str
     kept = index[index["generator"].isin(classes)]
     log(f"spec {json.dumps(spec, sort_keys=True, default=str)}")
     log(f"{len(kept)} of {len(index)} images have a generator in classes")
-    parts = {s: kept[kept["split"] == s].reset_index(drop=True) for s in ("train", "val", "test")}
+    parts = {s: kept[kept["split"] == s].reset_index(drop=True) for s in ("train", "val")}
     empty = [s for s, df in parts.items() if df.empty]
     if empty:
         raise ValueError(f"no images in split(s) {empty} for classes {classes}")
 
-    val_t = test_t = None  # text vectors row-aligned with val_x / test_x, for runs with text
+    val_t = None  # text vectors row-aligned with val_x, for runs with text
     if inputs is None:
-        images = load_images(kept)
-        train_ds = index_dataset(parts["train"], images, classes, size, train=True, seed=seed, text_inputs=text_inputs,
-                                 augment=make_augmentation(spec["augment"]))
-        val_ds = index_dataset(parts["val"], images, classes, size, train=False, text_inputs=text_inputs)
-        test_ds = index_dataset(parts["test"], images, classes, size, train=False, text_inputs=text_inputs)
-        del images
-        val_x, test_x, prepare = val_ds.pixels, test_ds.pixels, normalise
+        train_ds, val_ds = _datasets(parts, spec, classes, text_inputs, log)
+        val_x, prepare = val_ds.pixels, normalise
         example, what, extra_meta = (torch.zeros(1, 3, size, size),), f"{size}px", {}
         if text_inputs is not None:
             text_dim = train_ds.text.shape[1]
-            val_t, test_t = val_ds.text, test_ds.text
+            val_t = val_ds.text
             example, what = (*example, torch.zeros(1, text_dim)), f"{what} + {text_dim}-d text"
             extra_meta = {"text": True, "text_dim": text_dim, "text_spec": spec.get("text_spec")}
     else:
         if spec["augment"]:
             raise ValueError("augment acts on training images; this run trains on precomputed vectors")
-        train_ds, val_ds, test_ds = (vector_dataset(parts[s], inputs, classes) for s in ("train", "val", "test"))
-        val_x, test_x, prepare = val_ds.vectors, test_ds.vectors, _as_float
+        train_ds, val_ds = (vector_dataset(parts[s], inputs, classes) for s in ("train", "val"))
+        val_x, prepare = val_ds.vectors, _as_float
         dim = train_ds.vectors.shape[1]
         example, what = (torch.zeros(1, dim),), f"{dim}-d vector"
         extra_meta = {"input_kind": "features", "input_dim": dim, "features": spec.get("features")}
-    log(f"n_train={len(train_ds)} n_val={len(val_ds)} n_test={len(test_ds)} input={what}")
+    log(f"n_train={len(train_ds)} n_val={len(val_ds)} input={what}")
 
     torch.manual_seed(seed)
     model = build_attributor(spec["attributor"], spec["attributor_spec"], len(classes)).to(device)
     _check_input(model, example, what, spec["attributor_spec"], device)
+    model = prepare_device(model, device, images=inputs is None)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"attributor {spec['attributor']} {json.dumps(spec['attributor_spec'])}: {n_params} parameters")
     # Only trainable parameters are optimised: frozen parts (e.g. DeepFeatureX's base models) stay put.
@@ -286,94 +342,51 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log, inputs: dict[str
     if spec["loss"] != "ce" or spec["augment"]:
         log(f"loss {spec['loss']}, augment {json.dumps(spec['augment'])}")
     opt = torch.optim.AdamW(_param_groups(model, spec["weight_decay"]), lr=spec["lr"])
-    bs = int(spec["batch_size"])
-    loader = DataLoader(
-        train_ds, batch_size=bs, shuffle=True, num_workers=0,
-        generator=torch.Generator().manual_seed(seed),
-        # A lone final sample would break BatchNorm's batch statistics; drop it instead.
-        drop_last=len(train_ds) % bs == 1 and len(train_ds) > 1,
-    )
+    loader_rng, flip_rng = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+    loader = make_loader(train_ds, spec, loader_rng, device)
     epochs = int(spec["epochs"])
     total, warmup = epochs * len(loader), int(spec["warmup_epochs"]) * len(loader)
+    val_y = val_ds.labels.numpy()
 
-    history, best_acc, best_epoch, best_state = [], -1.0, 0, None
-    step, step_seconds, seen_total, t_start = 0, 0.0, 0, time.perf_counter()
-    bar = tqdm(range(1, epochs + 1), desc="train", unit="epoch", dynamic_ncols=True)
-    for epoch in bar:
+    def batches(epoch: int):
         if hasattr(train_ds, "set_epoch"):
             train_ds.set_epoch(epoch)  # augmentation draws are seeded per (seed, epoch, image)
-        model.train()
-        loss_sum, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
-        for *xs, y in loader:  # (x, y), or (pixels, text, y) with text_inputs
-            lr = lr_at(step, total, warmup, spec["lr"], spec["min_lr"])
-            for group in opt.param_groups:
-                group["lr"] = lr
-            xs, y = [x.to(device) for x in xs], y.to(device)
-            logits = model(*xs)
-            loss = loss_fn(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            loss_sum += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
-        step_seconds += time.perf_counter() - t0
-        seen_total += seen
-        val_acc = float((predict_batches(model, val_x, eval_bs, device, prepare, val_t).argmax(1) == val_ds.labels.numpy()).mean())
-        row = {"epoch": epoch, "lr": lr, "train_loss": loss_sum / seen, "train_acc": correct / seen, "val_acc": val_acc}
-        history.append(row)
-        if val_acc > best_acc:  # strict: a tie keeps the earlier epoch
-            best_acc, best_epoch = val_acc, epoch
-            best_state = cpu_state(model)
-        bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_acc=f"{val_acc:.4f}", best=f"{best_acc:.4f}")
-        log(history_line(row))
-    bar.close()
-    train_seconds = time.perf_counter() - t_start
-    log(f"best epoch {best_epoch} val_acc={best_acc:.6g}; {train_seconds:.1f}s")
+        return loader
 
-    # Save the best checkpoint, then test exactly what was saved.
+    def loss(model, batch):  # (x, y), or (pixels, text, y) with text_inputs
+        *xs, y = (t.to(device, non_blocking=True) for t in batch)
+        if inputs is None:
+            xs[0] = normalise(flip_batch(xs[0], flip_rng))
+            if str(device).startswith("cuda"):
+                xs[0] = xs[0].contiguous(memory_format=torch.channels_last)
+        logits = model(*xs)
+        return loss_fn(logits, y), len(y), (logits.argmax(1) == y).sum()
+
+    hooks = Hooks(
+        batches=batches, loss=loss, metric="val_acc", generators={"loader": loader_rng, "flip": flip_rng},
+        validate=lambda m: (predict_batches(m, val_x, eval_bs, device, prepare, val_t).argmax(1) == val_y).mean(),
+        lr=lambda step, epoch: lr_at(step, total, warmup, spec["lr"], spec["min_lr"]))
+    res = fit(model, opt, hooks, epochs=epochs, device=device, log=log, checkpoint_dir=checkpoint_dir(out_dir),
+              checkpoint_every=int(spec["checkpoint_every"] or 0), key=run_key(spec, parts["train"], parts["val"]),
+              micro_batch=spec["micro_batch_size"], amp=spec["amp"], log_every=int(spec["log_every"] or 0))
+    log(f"best epoch {res.best_epoch} val_acc={res.best_value:.6g}; {res.train_seconds:.1f}s")
+
     with atomic_path(out_dir / "model.safetensors") as tmp:
-        save_file(best_state, str(tmp))
+        save_file(res.best_state, str(tmp))
     _write_json({"attributor": spec["attributor"], "attributor_spec": spec["attributor_spec"],
                  "classes": classes, "input_size": size, "eval_batch_size": eval_bs,
-                 "num_threads": spec["num_threads"], "best_epoch": best_epoch, "seed": seed,
+                 "num_threads": spec["num_threads"], "best_epoch": res.best_epoch, "seed": seed,
                  "n_parameters": n_params, **extra_meta}, out_dir / "model.json")
-    best_model, _ = load_model(out_dir, device)
-    probs = predict_batches(best_model, test_x, eval_bs, device, prepare, test_t)
-    y_true, y_pred = test_ds.labels.numpy(), probs.argmax(1)
-    _write_outputs(out_dir, classes, test_ds.image_ids, y_true, y_pred, probs, history)
-
-    m = classification_metrics(y_true, y_pred, classes)
-    lo, hi = bootstrap_ci(y_true, y_pred, seed=seed)
-    metrics = {
-        "test_accuracy": m["accuracy"], "test_accuracy_ci95": [lo, hi],
-        "macro_precision": m["macro_precision"], "macro_recall": m["macro_recall"], "macro_f1": m["macro_f1"],
-        "per_class_accuracy": m["per_class_accuracy"],
-        "best_epoch": best_epoch, "best_val_accuracy": best_acc,
-        "n_train": len(train_ds), "n_val": len(val_ds), "n_test": len(test_ds), "classes": classes,
-        "epochs": epochs, "n_parameters": n_params,
-        "train_seconds": train_seconds,  # whole loop, validation included
-        "train_images_per_second": seen_total / step_seconds if step_seconds else None,  # optimisation steps only
-    }
-    _write_json(metrics, out_dir / "metrics.json")  # last: its presence marks a finished run
-    log(f"test accuracy {m['accuracy']:.6g} (95% CI {lo:.4g}-{hi:.4g}), macro F1 {m['macro_f1']:.6g}")
-    return metrics
-
-
-def _write_outputs(out_dir: Path, classes: list[str], image_ids: list[str], y_true: np.ndarray,
-                   y_pred: np.ndarray, probs: np.ndarray, history: list[dict]) -> None:
-    labels = np.asarray(classes, dtype=object)
-    preds = pd.DataFrame({"image_id": image_ids, "split": "test", "true_label": labels[y_true], "pred_label": labels[y_pred]})
-    preds = pd.concat([preds, pd.DataFrame(probs, columns=[f"p_{c}" for c in classes])], axis=1)
-    with atomic_path(out_dir / "predictions.parquet") as tmp:
-        preds.to_parquet(tmp, index=False)
-
-    cm = classification_metrics(y_true, y_pred, classes)["confusion_matrix"]
-    cm_df = pd.DataFrame(cm, index=pd.Index(classes, name="true\\predicted"), columns=classes)
-    with atomic_path(out_dir / "confusion.csv") as tmp:
-        cm_df.to_csv(tmp)
-    plot_confusion(cm, classes, out_dir / "confusion.png", title=f"{out_dir.name}: test confusion")
-
     with atomic_path(out_dir / "history.csv") as tmp:
-        pd.DataFrame(history, columns=["epoch", "lr", "train_loss", "train_acc", "val_acc"]).to_csv(tmp, index=False)
+        pd.DataFrame(res.history, columns=["epoch", "lr", "train_loss", "train_acc", "val_acc"]).to_csv(tmp, index=False)
+    return write_summary(out_dir, res, n_train=len(train_ds), n_val=len(val_ds), epochs=epochs, n_parameters=n_params)
+
+
+def write_summary(out_dir: Path, res: FitResult, **fields) -> dict:
+    """training.json: what the trainer reports to the experiment (trainers.py lists the keys)."""
+    summary = {"best_epoch": res.best_epoch, "best_val_accuracy": res.best_value,
+               "train_seconds": res.train_seconds,  # whole loop, validation included
+               "train_images_per_second": res.images_per_second,  # optimisation steps only
+               "resumed_from_epoch": res.resumed_from, **fields}
+    _write_json(summary, out_dir / "training.json")
+    return summary

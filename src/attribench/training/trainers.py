@@ -1,7 +1,9 @@
 """Trainer registry: how an experiment's attributor is fitted. name -> fn(index, spec, out_dir,
-inputs=None, text_inputs=None) -> summary dict (the keys run_experiment records: n_train, n_val,
-best_epoch, best_val_accuracy, epochs, train_seconds, train_images_per_second, n_parameters; any
-`extra` dict is copied into metrics.json as it is).
+inputs=None, text_inputs=None) -> summary dict, also written to out_dir/training.json
+(loop.write_summary; the keys run_experiment records: n_train, n_val, best_epoch,
+best_val_accuracy, epochs, train_seconds, train_images_per_second, n_parameters,
+resumed_from_epoch; any `extra` dict is copied into metrics.json as it is). Every trainer runs the
+one loop, training.fit, with its own hooks; none tests or writes metrics.json (experiments does).
 
 - `cross_entropy` (default for every attributor kind): `attribench.training.loop.train_run`, Xu et al.'s recipe.
 - `supcon` (kind `jiang_siamese`): Jiang et al.'s Eq. 1 encoder training over prompt-group batches
