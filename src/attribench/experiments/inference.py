@@ -21,7 +21,12 @@ from safetensors.torch import save_file
 
 from attribench.core import paths
 from attribench.core.io import atomic_path
-from attribench.data.imagedata import IMAGENET_MEAN, IMAGENET_STD, normalise, resize_crop
+from attribench.data.imagedata import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    normalise,
+    resize_crop,
+)
 from attribench.data.shards import load_images
 from attribench.data.views import label_of
 from attribench.training import calibration as cal
@@ -35,7 +40,9 @@ DEFAULT_TPR = 0.95
 def forward_rows(cfg: dict, spec: dict, run_dir: Path, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
     """Logits and penultimate features of a trained run for index rows, from what the run eats:
     images, cached frozen-feature vectors, or images + cached prompt embeddings."""
-    from attribench.models.features import feature_inputs  # backbones load only for feature runs
+    from attribench.models.features import (
+        feature_inputs,  # backbones load only for feature runs
+    )
 
     model, meta = load_model(run_dir)
     features, text, x, prepare = spec["attributor"].get("features"), None, None, normalise
@@ -109,10 +116,10 @@ def write_model_card(run_dir: Path, card: dict, metrics: dict, spec: dict) -> No
     """results/runs/<name>/README.md: data, classes, recipe, metrics with CIs, calibration, limits."""
     tests = metrics.get("test", {})
     lines = [f"# Model card: `{card['run']}`", "",
-             f"- attributor: {metrics.get('attributor_label', spec['attributor_name'])} ({metrics.get('model', '?')}), "
-             f"profile `{metrics.get('profile', '?')}`",
-             f"- trained on dataset view `{spec['train']}`: {metrics.get('n_train', '?')} train / "
-             f"{metrics.get('n_val', '?')} val images; best epoch {metrics.get('best_epoch', '?')} of {metrics.get('epochs', '?')}",
+             (f"- attributor: {metrics.get('attributor_label', spec['attributor_name'])} ({metrics.get('model', '?')}), "
+             f"profile `{metrics.get('profile', '?')}`"),
+             (f"- trained on dataset view `{spec['train']}`: {metrics.get('n_train', '?')} train / "
+             f"{metrics.get('n_val', '?')} val images; best epoch {metrics.get('best_epoch', '?')} of {metrics.get('epochs', '?')}"),
              f"- classes ({len(card['classes'])}, chance {100 / len(card['classes']):.1f}%): {', '.join(card['classes'])}",
              f"- input: {card['input_kind']}, {card['input_size']} px, {card['resize']}; delivery {json.dumps(card['delivery'])}",
              f"- recipe: {json.dumps({k: v for k, v in spec['training'].items() if k in ('lr', 'weight_decay', 'batch_size', 'epochs', 'warmup_epochs', 'min_lr', 'augment', 'loss')})}",
@@ -131,13 +138,13 @@ def write_model_card(run_dir: Path, card: dict, metrics: dict, spec: dict) -> No
         lines.append(f"| {s} | {b['ece']:.4f} | {a['ece']:.4f} | {b['nll']:.4f} | {a['nll']:.4f} | {b['brier']:.4f} | {a['brier']:.4f} |")
     u = card["unknown"]
     lines += ["", "![reliability](reliability.png)", "", "## Unknown generators", "",
-              f"Decision score `{u['decision_score']}`; thresholds keep {100 * u['tpr']:.0f}% of known-class validation "
-              f"images: {json.dumps({k: round(v, 4) for k, v in u['thresholds'].items()})}.", "",
+              (f"Decision score `{u['decision_score']}`; thresholds keep {100 * u['tpr']:.0f}% of known-class validation "
+              f"images: {json.dumps({k: round(v, 4) for k, v in u['thresholds'].items()})}."), "",
               "## Known limits", "",
-              "- A closed-set attributor: an image from a generator not in the classes gets one of them; "
-              "the unknown flag is a threshold, not a guarantee.",
-              "- Numbers hold for images delivered like the training data (the delivery policy above); other "
-              "sizes and codecs are re-delivered before prediction, which cannot undo earlier compression.",
+              ("- A closed-set attributor: an image from a generator not in the classes gets one of them; "
+              "the unknown flag is a threshold, not a guarantee."),
+              ("- Numbers hold for images delivered like the training data (the delivery policy above); other "
+              "sizes and codecs are re-delivered before prediction, which cannot undo earlier compression."),
               "- Validation images fit the temperature and thresholds: few images per class make them noisy."]
     if metrics.get("profile") == "smoke":
         lines.append("- Smoke profile: tiny random-weight generators; the numbers prove code paths, not paper claims.")

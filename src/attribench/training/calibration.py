@@ -64,7 +64,7 @@ def brier(probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def calibration_scores(probs: np.ndarray, labels: np.ndarray) -> dict:
-    return {"ece": ece(probs, labels), "nll": nll(probs, labels), "brier": brier(probs, labels), "n": int(len(labels))}
+    return {"ece": ece(probs, labels), "nll": nll(probs, labels), "brier": brier(probs, labels), "n": len(labels)}
 
 
 def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS) -> list[dict]:

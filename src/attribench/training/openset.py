@@ -13,7 +13,7 @@ al. 2018: area under correct-classification rate of knowns vs false-accept rate 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
