@@ -145,6 +145,13 @@ def cmd_deepfeaturex_table(args, cfg):
     deepfeaturex_table(cfg, args.index, args.csv, args.png)
 
 
+def cmd_openset(args, cfg):
+    from attribench.reports.openset import build_openset
+    from attribench.reports.registry import ReportContext
+
+    build_openset(ReportContext("openset", cfg, [], {"index": [args.index]}, {"csv": Path(args.csv), "png": Path(args.png)}))
+
+
 def cmd_predict(args, cfg):
     """Exit status: 0 when every file was predicted, 100 + n when n files were skipped (n capped at 155)."""
     from attribench.experiments.predict import predict_paths, write_predictions
@@ -210,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("figure", cmd_figure, "aggregate experiment runs into a benchmark figure (CSV + PNG)", "name", "csv", "png")
     sp.add_argument("--index")
     sp.add_argument("metrics", nargs="+")
+    add("openset", cmd_openset, "unknown-generator detection of the methods' seen runs (AUROC, OSCR, TPR@5%FPR)",
+        "index", "csv", "png")
     sp = add("predict", cmd_predict, "a trained run's classes + unknown-generator decision for any images", "run")
     sp.set_defaults(needs_cfg=False)
     sp.add_argument("paths", nargs="+", help="image files, folders (recursive) and globs")

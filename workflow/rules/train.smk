@@ -6,6 +6,9 @@ rule train:
     output:
         metrics="results/runs/{experiment}/metrics.json",
         model="results/runs/{experiment}/model.safetensors",
+        predict="results/runs/{experiment}/predict.json",  # temperature, thresholds: `attribench predict`
+        reliability=report("results/runs/{experiment}/reliability.png", caption="../report/reliability.rst",
+                           category="Calibration", subcategory="{experiment}"),
     params:
         cfg=CFG,
         spec=lambda wc: as_json(experiment_spec(P, wc.experiment)),

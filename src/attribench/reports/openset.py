@@ -1,7 +1,8 @@
 """Unknown-generator detection of each attributor (results/openset.csv + .png).
 
 For each methods-table entry, its `seen` twin (trained without `heldout_generators`) is tested on all
-its test sets: images of its classes are the knowns, images of the held-out generators the unknowns.
+its test sets: images of the held-out generators are the unknowns, the other images of its classes
+the knowns.
 Per unknown score (MSP, energy, Mahalanobis; training.openset): AUROC, OSCR, TPR at 5% FPR with 95%
 bootstrap CIs, the closed-set accuracy on the knowns, and what the run's own threshold (fit on known
 validation images, predict.json) flags on each side.
@@ -47,7 +48,11 @@ def openset_rows(cfg: dict, index: pd.DataFrame, key: str, entry: dict, n_boot: 
     classes = card["classes"]
     rows = run_test_rows(cfg, index, exp)
     labels = label_of(rows).to_numpy()
-    is_unknown = ~np.isin(labels, classes)
+    # Unknown = made by a held-out generator (also for a view with `labels`, e.g. real / fake, where
+    # the held-out images carry a known label); other images of no trained class are left out.
+    is_unknown = rows["generator"].isin(cfg.get("heldout_generators") or []).to_numpy()
+    keep = is_unknown | np.isin(labels, classes)
+    rows, labels, is_unknown = rows[keep].reset_index(drop=True), labels[keep], is_unknown[keep]
     if is_unknown.all() or not is_unknown.any():
         raise ValueError(f"openset: run '{exp}' needs known and held-out test images (got {int(is_unknown.sum())} "
                          f"unknown of {len(rows)}); is it trained on a `heldout: seen` view?")
