@@ -146,7 +146,7 @@ def cmd_deepfeaturex_table(args, cfg):
 
 
 def cmd_openset(args, cfg):
-    from attribench.reports.openset import build_openset
+    from attribench.reports.openset import build_openset  # torch: loaded only for this command
     from attribench.reports.registry import ReportContext
 
     build_openset(ReportContext("openset", cfg, [], {"index": [args.index]}, {"csv": Path(args.csv), "png": Path(args.png)}))
@@ -154,7 +154,7 @@ def cmd_openset(args, cfg):
 
 def cmd_predict(args, cfg):
     """Exit status: 0 when every file was predicted, 100 + n when n files were skipped (n capped at 155)."""
-    from attribench.experiments.predict import predict_paths, write_predictions
+    from attribench.experiments.predict import predict_paths, write_predictions  # torch: only for predict
 
     records, skipped = predict_paths(args.run, args.paths, top_k=args.top_k, device=args.device,
                                      calibrated=not args.uncalibrated)

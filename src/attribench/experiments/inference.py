@@ -40,9 +40,7 @@ DEFAULT_TPR = 0.95
 def forward_rows(cfg: dict, spec: dict, run_dir: Path, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
     """Logits and penultimate features of a trained run for index rows, from what the run eats:
     images, cached frozen-feature vectors, or images + cached prompt embeddings."""
-    from attribench.models.features import (
-        feature_inputs,  # backbones load only for feature runs
-    )
+    from attribench.models.features import feature_inputs  # backbones load only for feature runs
 
     model, meta = load_model(run_dir)
     features, text, x, prepare = spec["attributor"].get("features"), None, None, normalise

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from safetensors.torch import load_file
 
 from attribench.core import paths
@@ -50,7 +50,6 @@ def decode_for_predict(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[Image
     animation. (One function, so a shared decoder can replace it.)"""
     if not data:
         raise BadImage("zero-byte")
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
     old = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = max_pixels
     try:
@@ -130,9 +129,7 @@ class Predictor:
         prepare = normalise
         with torch_settings(self.meta.get("num_threads")):
             if self.meta.get("input_kind") == "features":  # frozen backbone: vectors made as the caches make them
-                from attribench.models.features import (
-                    compute_vectors,  # backbones load only for feature runs
-                )
+                from attribench.models.features import compute_vectors  # backbones load only for feature runs
 
                 x = torch.as_tensor(compute_vectors(self.meta["features"], list(blobs), None, self.device)).float()
                 x, prepare = x.reshape(len(blobs), self.meta["input_dim"]), (lambda v: v.float())
