@@ -28,6 +28,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/postedit.smk"
 include: "workflow/rules/studies.smk"
 include: "workflow/rules/reports.smk"
+include: "workflow/rules/predict.smk"
 
 
 # Custom generator rules: one file per generator that the registry's backends cannot express.

@@ -9,6 +9,7 @@ from sklearn.metrics import average_precision_score
 from attribench.core import config
 from attribench.experiments.runs import run_experiment
 from attribench.reports.methods_table import build_methods_table
+from attribench.training.calibration import ece
 from attribench.data.shards import encode_png, make_row, read_metadata, write_shard
 
 COLOURS = {"real": (120, 120, 120), "red": (190, 60, 60), "blue": (60, 80, 190), "green": (60, 170, 80)}
@@ -77,8 +78,8 @@ def test_heldout_run_never_trains_on_heldout_and_scores_it_as_fake(tmp_path, mon
 
 def test_methods_table_row(tmp_path, monkeypatch):
     index = _index(tmp_path)
+    cfg = _cfg()  # before chdir: the schema path is relative to the repository
     monkeypatch.chdir(tmp_path)
-    cfg = _cfg()
     for exp in ("toy_all", "toy_seen"):
         run_experiment(cfg, exp, index, tmp_path / "results" / "runs" / exp, threads=1)
     df = build_methods_table(cfg, index, tmp_path / "methods.csv", tmp_path / "methods.png")
@@ -88,6 +89,10 @@ def test_methods_table_row(tmp_path, monkeypatch):
     assert row["real_vs_fake_ap"] == pytest.approx(average_precision_score(preds.true_label != "real", 1 - preds.p_real))
     assert 0 <= row["accuracy_jpeg75"] <= 1 and 0 <= row["heldout_real_vs_fake_ap"] <= 1
     assert row["inference_images_per_second"] > 0 and row["train_seconds"] > 0 and row["n_classes"] == 4
+    # ECE of the recorded test probabilities (temperature 1); temperature scaling fit on val is recorded beside it.
+    classes = sorted(preds.true_label.unique())
+    probs, labels = preds[[f"p_{c}" for c in classes]].to_numpy(), preds.true_label.map(classes.index).to_numpy()
+    assert row["ece"] == pytest.approx(ece(probs, labels), abs=1e-6) and 0 <= row["ece_calibrated"] <= 1
     assert (tmp_path / "methods.png").stat().st_size > 0
     assert list(pd.read_csv(tmp_path / "methods.csv")["experiment"]) == ["toy_all"]
 

@@ -115,6 +115,22 @@ def cmd_report(args, cfg):
     build_report(args.name, cfg)
 
 
+def cmd_predict(args, cfg):
+    """Exit status: 0 when every file was predicted, 100 + n when n files were skipped (n capped at 155)."""
+    from attribench.experiments.predict import predict_paths, write_predictions  # torch: only for predict
+
+    records, skipped = predict_paths(args.run, args.paths, top_k=args.top_k, device=args.device,
+                                     calibrated=not args.uncalibrated)
+    if args.out:
+        write_predictions(records, args.out)
+    else:
+        sys.stdout.write("".join(json.dumps(r) + "\n" for r in records))
+    for s in skipped:
+        print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
+    print(f"{len(records)} predicted, {len(skipped)} skipped", file=sys.stderr)
+    return 100 + min(len(skipped), 155) if skipped else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="attribench", description=__doc__)
     p.add_argument("--params", default=str(config_mod.DEFAULT_PARAMS), help="params.yaml to read")
@@ -148,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("report", cmd_report, "build one table or figure of the report registry (its runs must exist)")
     sp.add_argument("name", nargs="?", help="the report (see --list)")
     sp.add_argument("--list", action="store_true", help="list every report and the files it writes")
+    sp = add("predict", cmd_predict, "a trained run's classes + unknown-generator decision for any images", "run")
+    sp.set_defaults(needs_cfg=False)
+    sp.add_argument("paths", nargs="+", help="image files, folders (recursive) and globs")
+    sp.add_argument("--top-k", type=int, default=3)
+    sp.add_argument("--out", help="preds.jsonl (one JSON object per image) or preds.csv; default: JSON lines on stdout")
+    sp.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, ...")
+    sp.add_argument("--uncalibrated", action="store_true", help="raw softmax (temperature 1): the run's recorded probabilities")
     return p
 
 
@@ -166,15 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         args.threads = min(args.threads, os.cpu_count() or 1)
         torch.set_num_threads(args.threads)
     try:
-        cfg = _cfg(args)
-        args.fn(args, cfg)
+        cfg = _cfg(args) if getattr(args, "needs_cfg", True) else None  # predict reads only the run dir
+        rc = args.fn(args, cfg)
     except (config_mod.ConfigError, KeyError, FileNotFoundError, ValueError, NotImplementedError, RuntimeError) as err:
         if args.verbose:
             raise
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"attribench {args.command}: error: {msg}", file=sys.stderr)
         return 2
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ rule train:
     output:
         metrics="results/runs/{experiment}/metrics.json",
         model="results/runs/{experiment}/model.safetensors",
+        predict="results/runs/{experiment}/predict.json",  # temperature, thresholds: `attribench predict`
+        reliability=report("results/runs/{experiment}/reliability.png", caption="../report/reliability.rst",
+                           category="Calibration", subcategory="{experiment}"),
     params:
         spec=lambda wc: as_json(experiment_spec(P, wc.experiment)),
     # All the cores to one training at a time: torch threads oversubscribed across parallel

@@ -238,6 +238,11 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
     }
     if spec.get("study"):
         metrics["study"] = spec["study"]
+    # The run answers for new images on its own: temperature, unknown-generator thresholds, model card.
+    from attribench.experiments.inference import write_inference_files  # torch: loaded only when a run finishes
+
+    primary_known = test_rows[primary][label_of(test_rows[primary]).isin(classes).to_numpy()]
+    write_inference_files(cfg, spec, out_dir, run_index, _labelled(primary_known), classes, metrics)
     with atomic_path(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

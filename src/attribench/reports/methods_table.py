@@ -6,10 +6,12 @@ Per entry: N-way accuracy with its 95% CI and macro-F1 (the run's own test block
 view), training time (including the runs it builds on, e.g. DeepFeatureX's base models or Jiang's
 encoder; frozen-feature extraction, computed once and cached, is not in it) and inference throughput
 (encoded image in, probabilities out, features recomputed, this machine's threads).
+Calibration: ECE (15 bins) on the test set before and after the run's temperature scaling (predict.json).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -49,6 +51,15 @@ def inference_seconds(spec: dict, run_dir: Path, rows: pd.DataFrame) -> float:
     return time.perf_counter() - t0
 
 
+def calibration_columns(exp: str) -> dict:
+    """ECE (15 bins) on the run's test set before / after its temperature scaling (fit on validation)."""
+    path = RUNS / exp / "predict.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run '{exp}' predates calibration; retrain it")
+    test = json.loads(path.read_text())["calibration"]["test"]
+    return {"ece": test["before"]["ece"], "ece_calibrated": test["after"]["ece"]}
+
+
 def method_row(cfg: dict, key: str, entry: dict, test_rows: pd.DataFrame) -> dict:
     from attribench.experiments.runs import predict_rows  # torch: only when the report is built, not at DAG time
 
@@ -73,6 +84,7 @@ def method_row(cfg: dict, key: str, entry: dict, test_rows: pd.DataFrame) -> dic
         "train_seconds": total_train_seconds(cfg, entry["experiment"]),
         "inference_images_per_second": len(rows) / seconds if seconds > 0 else np.nan,
         "n_test": block["n"],
+        **calibration_columns(entry["experiment"]),
     }
     held = entry.get("heldout_experiment")
     if held:

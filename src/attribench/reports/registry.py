@@ -105,10 +105,5 @@ def load_reports() -> Registry:
 
     Discovered, not listed: adding a table or figure is one new module. Report modules keep torch and
     scikit-learn out of their top-level imports, so this is cheap enough for Snakemake's DAG build."""
-    import importlib
-    import pkgutil
-
-
-    for mod in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{mod.name}")
+    import_submodules("attribench.reports")
     return REPORTS
