@@ -15,6 +15,7 @@ import yaml
 
 from attribench.core.io import atomic_path
 from attribench.core.hp_studies import check as check_studies
+from attribench.core.hub import check as check_hub
 from attribench.core.schema import SCHEMA_PATH, ConfigError, deep_merge, load_schema, validate  # noqa: F401  (re-exported)
 
 # Relative to the working directory (the workflow root, where Snakemake and DVC run): the CLI reads the
@@ -44,6 +45,7 @@ def resolve(raw: Mapping) -> dict:
             raise ConfigError(f"params.yaml: zoo.{zname}.resume_from: '{z['resume_from']}' must be a zoo entry "
                               "trained for fewer train_steps")
     check_studies(cfg, schema)
+    check_hub(cfg)
     return cfg
 
 

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from attribench.core.config import fingerprint
 from attribench.data.generators import get_backend
+from attribench.data.generators.base import pinned
 from attribench.core.io import remove_stale_temps
 from attribench.core.hp_studies import generator_spec
 from attribench.data.shards import COLUMNS, make_row, read_shard, write_shard
@@ -39,7 +40,7 @@ def default_batch_size(spec: dict) -> int:
 
 def render_shard(cfg: dict, generator: str, chunk: str, out: str | Path, prompts_path: str | None = None) -> Path:
     out = Path(out)
-    spec = generator_spec(cfg, generator)  # a benchmark generator or a hyperparameter-study class
+    spec = pinned(cfg, generator_spec(cfg, generator))  # a benchmark generator or a study class; + hub revision
     backend = get_backend(spec["backend"])
     items = backend.items(generator, spec, chunk, cfg, prompts_path)
     size = default_batch_size(spec)

@@ -164,9 +164,9 @@ def backend_renderer(cfg: dict, generator: str, image_index: int = 0) -> Callabl
     """The production `suspect_render_fn`: caption -> encoded image from `generator`'s attribench
     backend (params `generators.<name>`), seeded like every other render. The model loads on first use."""
     from attribench.data.generators import get_backend
-    from attribench.data.generators.base import RenderItem, image_seed
+    from attribench.data.generators.base import RenderItem, image_seed, pinned
 
-    spec = cfg["generators"][generator]
+    spec = pinned(cfg, cfg["generators"][generator])
     backend, state = get_backend(spec["backend"]), {}
 
     def render(caption: str) -> bytes:

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from attribench.core.hub import revision
 from attribench.data import prompts as prompt_sets
 
 
@@ -90,6 +91,12 @@ def resolve_device(device: str) -> str:
 
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+def pinned(cfg: dict, spec: dict) -> dict:
+    """The spec with its hub revision (`hub_models`), as loaders need it; local models unchanged."""
+    rev = revision(cfg, spec["model"]) if "model" in spec and spec.get("backend") == "diffusers" else None
+    return {**spec, "revision": rev} if rev else spec
 
 
 def base_provenance(gen: str, spec: dict, item: RenderItem) -> dict:
