@@ -29,6 +29,7 @@ include: "workflow/rules/methods_table.smk"
 include: "workflow/rules/methods_jiang.smk"
 include: "workflow/rules/methods_ju_dfx.smk"
 include: "workflow/rules/studies.smk"
+include: "workflow/rules/plan.smk"
 
 
 # Custom generator rules: one file per generator that the registry's backends cannot express.

@@ -22,6 +22,25 @@ def cmd_validate(args, cfg):
     print(f"params OK: profile {cfg['profile']}, {len(cfg['generators'])} generators: {', '.join(cfg['generators'])}")
 
 
+def cmd_plan(args, cfg):
+    import yaml
+
+    from attribench.core import paths
+    from attribench.data.plan import write_plan
+
+    tps = None
+    if args.throughput_params:  # cost an older config with the throughput figures of another params file
+        other = config_mod.load(args.throughput_params, {"profile": cfg["profile"]})
+        tps = {g: s["throughput"] for g, s in other["generators"].items() if "throughput" in s}
+    df = write_plan(cfg, args.out or str(paths.PLAN), tps)
+    by_kind = df[df["kind"] != "total"].groupby("kind", sort=False)[
+        ["images_rendered", "images_read", "gpu_hours", "raw_gb", "delivered_gb"]].sum(min_count=1)
+    print(f"render plan, profile {cfg['profile']} -> {args.out or paths.PLAN}")
+    print(by_kind.round(1).to_string())
+    print(yaml.safe_dump({"total": {k: round(float(v), 1) for k, v in df.iloc[-1][
+        ["images_rendered", "images_read", "gpu_hours", "raw_gb", "delivered_gb"]].fillna(0).items()}}, sort_keys=False))
+
+
 def cmd_prompts(args, cfg):
     from attribench.data.prompts import write_prompts
 
@@ -163,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     add("validate", cmd_validate, "validate params.yaml and print the resolved generators")
+    sp = add("plan", cmd_plan, "render plan: per generator and study class, images rendered and read, GPU-hours, GB")
+    sp.add_argument("--out", help="CSV (default results/plan.csv)")
+    sp.add_argument("--throughput-params", help="take each generator's `throughput` from this params file")
     add("prompts", cmd_prompts, "write one prompt set to Parquet", "source", "out")
     add("build-zoo", cmd_build_zoo, "build one tiny seeded diffusers pipeline and save_pretrained it", "name", "out")
     add("sample-photos", cmd_sample_photos, "export the real photos that ship inside installed wheels", "out")
