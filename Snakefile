@@ -30,6 +30,7 @@ include: "workflow/rules/methods_jiang.smk"
 include: "workflow/rules/methods_ju_dfx.smk"
 include: "workflow/rules/studies.smk"
 include: "workflow/rules/plan.smk"
+include: "workflow/rules/hub.smk"
 
 
 # Custom generator rules: one file per generator that the registry's backends cannot express.

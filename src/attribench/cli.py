@@ -41,6 +41,22 @@ def cmd_plan(args, cfg):
         ["images_rendered", "images_read", "gpu_hours", "raw_gb", "delivered_gb"]].fillna(0).items()}}, sort_keys=False))
 
 
+def cmd_fetch_models(args, cfg):
+    from attribench.core import paths
+    from attribench.core.hub import fetch_models
+
+    fetched = fetch_models(cfg, args.cache or paths.HUB_CACHE, download=not args.verify_only)
+    print(f"hub models: {len(cfg.get('hub_models') or {})} pinned, {len(fetched)} downloaded" + (f": {fetched}" if fetched else ""))
+
+
+def cmd_build_replicas(args, cfg):
+    from attribench.core import paths
+    from attribench.data.replicas import build_replicas
+
+    for snap in build_replicas(cfg, args.cache or paths.HUB_CACHE, args.only):
+        print(snap)
+
+
 def cmd_prompts(args, cfg):
     from attribench.data.prompts import write_prompts
 
@@ -185,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("plan", cmd_plan, "render plan: per generator and study class, images rendered and read, GPU-hours, GB")
     sp.add_argument("--out", help="CSV (default results/plan.csv)")
     sp.add_argument("--throughput-params", help="take each generator's `throughput` from this params file")
+    sp = add("fetch-models", cmd_fetch_models, "download every hub_models id at its pinned revision (present: verify only)")
+    sp.add_argument("--cache", help="hub cache (default models/hub)")
+    sp.add_argument("--verify-only", action="store_true", help="never download: a missing or incomplete id is an error")
+    sp = add("build-replicas", cmd_build_replicas, "tiny random-weight replicas of the profile's hub pipelines in the hub cache")
+    sp.add_argument("--cache", help="hub cache (default models/hub)")
+    sp.add_argument("--only", nargs="*", help="these hub ids only")
     add("prompts", cmd_prompts, "write one prompt set to Parquet", "source", "out")
     add("build-zoo", cmd_build_zoo, "build one tiny seeded diffusers pipeline and save_pretrained it", "name", "out")
     add("sample-photos", cmd_sample_photos, "export the real photos that ship inside installed wheels", "out")

@@ -8,6 +8,7 @@ but `fetch_models` and every load refuse it, naming the id.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -97,3 +98,57 @@ def revision(cfg: dict, model: str) -> str | None:
         raise ConfigError(f"hub_models.{model}.revision is not confirmed (null): put the commit id from "
                           f"https://huggingface.co/{model}/commits/main into params.yaml before loading it")
     return rev
+
+
+def _snapshot_problem(snap: Path, variant: str | None) -> str | None:
+    """Why a cached snapshot is incomplete, or None. Diffusers repos: every component model_index.json
+    names has its folder, and folders with a config.json have weights (of the variant, if pinned)."""
+    if not snap.is_dir():
+        return f"no snapshot {snap}"
+    index = snap / "model_index.json"
+    if not index.is_file():
+        return None if (snap / "config.json").is_file() else f"{snap} has neither model_index.json nor config.json"
+    for comp, spec in json.loads(index.read_text()).items():
+        if comp.startswith("_") or not isinstance(spec, list) or spec[0] is None:
+            continue
+        folder = snap / comp
+        if not folder.is_dir() or not any(folder.iterdir()):
+            return f"component '{comp}' missing in {snap}"
+        if (folder / "config.json").is_file():
+            weights = [p.name for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")]
+            if variant:
+                weights = [w for w in weights if f".{variant}." in w]
+            if not weights:
+                return f"component '{comp}' has no{' ' + variant if variant else ''} weight file in {folder}"
+    return None
+
+
+def fetch_models(cfg: dict, cache: str | Path, download: bool = True) -> list[str]:
+    """Make every `hub_models` id present in `cache` at its pinned revision (and variant). Present and
+    complete -> nothing happens. Returns the ids downloaded. Errors name the id."""
+    pins = cfg.get("hub_models") or {}
+    unconfirmed = sorted(m for m, p in pins.items() if p.get("revision") is None)
+    if unconfirmed:
+        raise ConfigError("hub_models: revision not confirmed (null) for:\n  " + "\n  ".join(unconfirmed)
+                          + "\nput each commit id (huggingface.co/<id>/commits/main) into params.yaml")
+    fetched = []
+    for model, pin in sorted(pins.items()):
+        snap = Path(cache) / f"models--{model.replace('/', '--')}" / "snapshots" / pin["revision"]
+        problem = _snapshot_problem(snap, pin.get("variant"))
+        if problem is None:
+            continue
+        if not download:
+            raise FileNotFoundError(f"hub model {model}@{pin['revision']} is not complete in {cache}: {problem}")
+        from huggingface_hub import snapshot_download  # reason: network client, only on the login node
+
+        try:
+            snapshot_download(model, revision=pin["revision"], cache_dir=str(cache))
+            if pin.get("local_dir"):
+                snapshot_download(model, revision=pin["revision"], cache_dir=str(cache), local_dir=pin["local_dir"])
+        except Exception as err:  # offline, gated, moved: say which id and why
+            raise RuntimeError(f"fetch of hub model {model}@{pin['revision']} failed ({problem}): {err}") from err
+        problem = _snapshot_problem(snap, pin.get("variant"))
+        if problem:
+            raise RuntimeError(f"hub model {model}@{pin['revision']}: downloaded but still incomplete: {problem}")
+        fetched.append(model)
+    return fetched

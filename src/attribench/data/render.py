@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 # Settings that change how a shard is fetched, never its bytes: editing them must not throw away
 # finished (and, for paid APIs, paid-for) batches.
-RUNTIME_ONLY_KEYS = {"budget_usd", "price_usd", "state_dir", "base_url", "api_key_env", "max_retries", "retry_delay", "timeout"}
+RUNTIME_ONLY_KEYS = {"budget_usd", "price_usd", "state_dir", "base_url", "api_key_env", "max_retries", "retry_delay", "timeout", "cache_dir"}
 
 
 def content_spec(spec: dict) -> dict:

@@ -78,7 +78,7 @@ def load_kwargs(cls: type, spec: dict) -> dict:
     if "safety_checker" in inspect.signature(cls.__init__).parameters:
         kwargs.setdefault("safety_checker", None)
         kwargs.setdefault("requires_safety_checker", False)
-    for key in ("variant", "revision"):
+    for key in ("variant", "revision", "cache_dir"):
         if spec.get(key):
             kwargs[key] = spec[key]
     return kwargs
