@@ -139,7 +139,7 @@ def fetch_models(cfg: dict, cache: str | Path, download: bool = True) -> list[st
             continue
         if not download:
             raise FileNotFoundError(f"hub model {model}@{pin['revision']} is not complete in {cache}: {problem}")
-        from huggingface_hub import snapshot_download  # reason: network client, only on the login node
+        from huggingface_hub import snapshot_download  # reason: network client, login node only
 
         try:
             snapshot_download(model, revision=pin["revision"], cache_dir=str(cache))

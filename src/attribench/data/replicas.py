@@ -32,7 +32,7 @@ def snapshot_dir(cache: str | Path, model_id: str, revision: str) -> Path:
 
 
 def _tiny_safety_checker():
-    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker as Checker
     from transformers import CLIPConfig, CLIPImageProcessor
 
     cfg = CLIPConfig(
@@ -42,7 +42,7 @@ def _tiny_safety_checker():
                        "image_size": 32, "patch_size": 8},
         projection_dim=16,
     )
-    return StableDiffusionSafetyChecker(cfg), CLIPImageProcessor(crop_size=32, size={"shortest_edge": 32})
+    return Checker(cfg), CLIPImageProcessor(crop_size=32, size={"shortest_edge": 32})
 
 
 def build_replica(model_id: str, revision: str, pipeline: str, cache: str | Path, seed: int = 0,
