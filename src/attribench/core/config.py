@@ -16,6 +16,7 @@ import yaml
 from attribench.core.io import atomic_path
 from attribench.core.hp_studies import check as check_studies
 from attribench.core.hub import check as check_hub
+from attribench.core.rehearsal import rehearse
 from attribench.core.schema import SCHEMA_PATH, ConfigError, deep_merge, load_schema, validate  # noqa: F401  (re-exported)
 
 # Relative to the working directory (the workflow root, where Snakemake and DVC run): the CLI reads the
@@ -30,8 +31,11 @@ def resolve(raw: Mapping) -> dict:
     name = raw["profile"]
     if name not in raw["profiles"]:
         raise ConfigError(f"params.yaml: profile: '{name}' is not one of {sorted(raw['profiles'])}")
-    cfg = {k: v for k, v in raw.items() if k != "profiles"}
-    cfg = deep_merge(cfg, raw["profiles"][name])
+    cfg = {k: v for k, v in raw.items() if k not in ("profiles", "rehearsal")}
+    block = raw["profiles"][name]
+    cfg = deep_merge(cfg, {k: v for k, v in block.items() if k != "rehearsal"})
+    if raw.get("rehearsal"):  # the profile's own entries at toy scale (attribench.core.rehearsal)
+        cfg = rehearse(cfg, block.get("rehearsal"), name)
     cfg.setdefault("seed", 0)
     for key in ("zoo", "attributors", "datasets", "experiments", "tables", "hyperparameter_studies"):
         cfg.setdefault(key, {})
