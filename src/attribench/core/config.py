@@ -34,7 +34,7 @@ def resolve(raw: Mapping) -> dict:
     cfg = {k: v for k, v in raw.items() if k not in ("profiles", "rehearsal")}
     block = raw["profiles"][name]
     cfg = deep_merge(cfg, {k: v for k, v in block.items() if k != "rehearsal"})
-    if raw.get("rehearsal"):  # the profile's own entries at toy scale (attribench.core.rehearsal)
+    if str(raw.get("rehearsal", False)).lower() == "true":  # (snakemake --config passes "true"); the profile's own entries at toy scale (attribench.core.rehearsal)
         cfg = rehearse(cfg, block.get("rehearsal"), name)
     cfg.setdefault("seed", 0)
     for key in ("zoo", "attributors", "datasets", "experiments", "tables", "hyperparameter_studies"):
