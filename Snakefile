@@ -29,6 +29,8 @@ include: "workflow/rules/postedit.smk"
 include: "workflow/rules/studies.smk"
 include: "workflow/rules/reports.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/plan.smk"
+include: "workflow/rules/hub.smk"
 
 
 # Custom generator rules: one file per generator that the registry's backends cannot express.

@@ -36,6 +36,41 @@ def cmd_validate(args, cfg):
     print(f"params OK: profile {cfg['profile']}, {len(cfg['generators'])} generators: {', '.join(cfg['generators'])}")
 
 
+def cmd_plan(args, cfg):
+    import yaml
+
+    from attribench.core import paths
+    from attribench.data.plan import write_plan
+
+    tps = None
+    if args.throughput_params:  # cost an older config with the throughput figures of another params file
+        other = config_mod.load(args.throughput_params, {"profile": cfg["profile"]})
+        tps = {g: s["throughput"] for g, s in other["generators"].items() if "throughput" in s}
+    df = write_plan(cfg, args.out or str(paths.PLAN), tps)
+    by_kind = df[df["kind"] != "total"].groupby("kind", sort=False)[
+        ["images_rendered", "images_read", "gpu_hours", "raw_gb", "delivered_gb"]].sum(min_count=1)
+    print(f"render plan, profile {cfg['profile']} -> {args.out or paths.PLAN}")
+    print(by_kind.round(1).to_string())
+    print(yaml.safe_dump({"total": {k: round(float(v), 1) for k, v in df.iloc[-1][
+        ["images_rendered", "images_read", "gpu_hours", "raw_gb", "delivered_gb"]].fillna(0).items()}}, sort_keys=False))
+
+
+def cmd_fetch_models(args, cfg):
+    from attribench.core import paths
+    from attribench.core.hub import fetch_models
+
+    fetched = fetch_models(cfg, args.cache or paths.HUB_CACHE, download=not args.verify_only)
+    print(f"hub models: {len(cfg.get('hub_models') or {})} pinned, {len(fetched)} downloaded" + (f": {fetched}" if fetched else ""))
+
+
+def cmd_build_replicas(args, cfg):
+    from attribench.core import paths
+    from attribench.data.replicas import build_replicas
+
+    for snap in build_replicas(cfg, args.cache or paths.HUB_CACHE, args.only):
+        print(snap)
+
+
 def cmd_prompts(args, cfg):
     from attribench.data.prompts import write_prompts  # per command: a job imports only what it runs
 
@@ -149,6 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     add("validate", cmd_validate, "validate params.yaml and print the resolved generators")
+    sp = add("plan", cmd_plan, "render plan: per generator and study class, images rendered and read, GPU-hours, GB")
+    sp.add_argument("--out", help="CSV (default results/plan.csv)")
+    sp.add_argument("--throughput-params", help="take each generator's `throughput` from this params file")
+    sp = add("fetch-models", cmd_fetch_models, "download every hub_models id at its pinned revision (present: verify only)")
+    sp.add_argument("--cache", help="hub cache (default models/hub)")
+    sp.add_argument("--verify-only", action="store_true", help="never download: a missing or incomplete id is an error")
+    sp = add("build-replicas", cmd_build_replicas, "tiny random-weight replicas of the profile's hub pipelines in the hub cache")
+    sp.add_argument("--cache", help="hub cache (default models/hub)")
+    sp.add_argument("--only", nargs="*", help="these hub ids only")
     add("prompts", cmd_prompts, "write one prompt set to Parquet", "source", "out")
     add("build-zoo", cmd_build_zoo, "build one tiny seeded diffusers pipeline and save_pretrained it", "name", "out")
     add("sample-photos", cmd_sample_photos, "export the real photos that ship inside installed wheels", "out")

@@ -15,6 +15,8 @@ import yaml
 
 from attribench.core.io import atomic_path
 from attribench.core.checks import check_references
+from attribench.core.hub import check as check_hub
+from attribench.core.rehearsal import rehearse
 from attribench.core.hp_studies import all_study_generators, check as check_studies
 from attribench.core.schema import SCHEMA_PATH, ConfigError, deep_merge, load_schema, validate  # noqa: F401  (re-exported)
 
@@ -30,8 +32,11 @@ def resolve(raw: Mapping) -> dict:
     name = raw["profile"]
     if name not in raw["profiles"]:
         raise ConfigError(f"params.yaml: profile: '{name}' is not one of {sorted(raw['profiles'])}")
-    cfg = {k: v for k, v in raw.items() if k != "profiles"}
-    cfg = deep_merge(cfg, raw["profiles"][name])
+    cfg = {k: v for k, v in raw.items() if k not in ("profiles", "rehearsal")}
+    block = raw["profiles"][name]
+    cfg = deep_merge(cfg, {k: v for k, v in block.items() if k != "rehearsal"})
+    if str(raw.get("rehearsal", False)).lower() == "true":  # (snakemake --config passes "true"); the profile's own entries at toy scale (attribench.core.rehearsal)
+        cfg = rehearse(cfg, block.get("rehearsal"), name)
     cfg.setdefault("seed", 0)
     for key in ("zoo", "attributors", "datasets", "experiments", "tables", "hyperparameter_studies"):
         cfg.setdefault(key, {})
@@ -47,6 +52,7 @@ def resolve(raw: Mapping) -> dict:
                               "trained for fewer train_steps")
     check_studies(cfg, schema)
     check_references(cfg, all_study_generators(cfg), declared)  # every name points at something that exists
+    check_hub(cfg)
     return cfg
 
 

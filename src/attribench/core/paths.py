@@ -15,6 +15,8 @@ METRICS = RESULTS / "metrics"  # DVC metrics, one JSON per report
 MODELS_ZOO = Path("models/zoo")
 EXTERNAL = Path("data/external")  # where users put data this workflow does not make
 REAL_SAMPLES = Path("data/real/samples")
+PLAN = RESULTS / "plan.csv"  # `attribench plan`: renders, reads, GPU-hours and GB per class
+HUB_CACHE = Path("models/hub")  # HF_HUB_CACHE for fetch_models and the rehearsal replicas
 
 
 def data_root(cfg_or_profile: dict | str) -> Path:

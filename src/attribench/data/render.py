@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from attribench.core.config import fingerprint
 from attribench.data.decode import write_skip_report
 from attribench.data.generators import get_backend
+from attribench.data.generators.base import pinned
 from attribench.core.io import remove_stale_temps
 from attribench.core.hp_studies import generator_spec
 from attribench.data.shards import COLUMNS, make_row, read_shard, write_shard
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 # Settings that change how a shard is fetched, never its bytes: editing them must not throw away
 # finished (and, for paid APIs, paid-for) batches.
-RUNTIME_ONLY_KEYS = {"budget_usd", "price_usd", "state_dir", "base_url", "api_key_env", "max_retries", "retry_delay", "timeout"}
+RUNTIME_ONLY_KEYS = {"budget_usd", "price_usd", "state_dir", "base_url", "api_key_env", "max_retries", "retry_delay", "timeout", "cache_dir"}
 
 
 def content_spec(spec: dict) -> dict:
@@ -41,7 +42,7 @@ def default_batch_size(spec: dict) -> int:
 
 def render_shard(cfg: dict, generator: str, chunk: str, out: str | Path, prompts_path: str | None = None) -> Path:
     out = Path(out)
-    spec = generator_spec(cfg, generator)  # a benchmark generator or a hyperparameter-study class
+    spec = pinned(cfg, generator_spec(cfg, generator))  # a benchmark generator or a study class; + hub revision
     backend = get_backend(spec["backend"])
     backend.last_skipped = []
     items = backend.items(generator, spec, chunk, cfg, prompts_path)

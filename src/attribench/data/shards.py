@@ -44,6 +44,7 @@ SHARD_SCHEMA = pa.schema(
         ("transform", pa.string()),
         ("origin", pa.string()),  # file name for imports, model id/path for renders
         ("delivery", pa.string()),  # JSON of the delivery policy applied, null for raw shards
+        ("call_settings", pa.string()),  # JSON of the generator call settings actually passed (renders)
     ]
 )
 COLUMNS = SHARD_SCHEMA.names

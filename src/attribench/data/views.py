@@ -182,3 +182,34 @@ def test_split(index: pd.DataFrame, cfg: dict, dataset: str) -> pd.DataFrame:
     """The test images of a dataset view (the one definition every report and edit uses)."""
     rows = select(index, dataset, cfg["datasets"][dataset], cfg["split"]["seed"])
     return rows[rows["split"] == "test"].reset_index(drop=True)
+
+
+def _sources_of(spec: dict, cfg: dict) -> set[str]:
+    """Prompt sources a generator's images carry (folder imports: what they declare, else "caption")."""
+    if spec.get("backend") == "folder":
+        return set(spec.get("prompt_sources") or ["caption"])
+    return set(spec.get("prompt_sources") or cfg["prompts"]["sources"])
+
+
+def planned_classes(cfg: dict, name: str) -> list[str]:
+    """The classes dataset view `name` will have, from params alone (no data): what `select` keeps
+    of the benchmark generators. A check that a paper view is the paper's N-way task before any render."""
+    if name not in cfg.get("datasets", {}):
+        raise KeyError(f"dataset view '{name}' is not in params (known: {sorted(cfg.get('datasets', {}))})")
+    spec = cfg["datasets"][name]
+    gens = dict(cfg["generators"])
+    if spec.get("classes"):
+        gens = {g: s for g, s in gens.items() if g in spec["classes"]}
+    gens = {g: s for g, s in gens.items() if g not in set(spec.get("exclude") or [])}
+    if spec.get("prompt_sources"):
+        gens = {g: s for g, s in gens.items() if _sources_of(s, cfg) & set(spec["prompt_sources"])}
+    if spec.get("labels"):
+        labels = spec["labels"]
+        named = {n for v in labels.values() if v != ANY for n in v}
+        classes = {c for c, v in labels.items()
+                   if (v == ANY and any(g not in named and s["family"] not in named for g, s in gens.items()))
+                   or (v != ANY and any(g in v or s["family"] in v for g, s in gens.items()))}
+        if spec.get("one_vs_rest"):
+            return sorted({spec["one_vs_rest"]["positive"], OTHERS})
+        return sorted(classes)
+    return sorted(gens)

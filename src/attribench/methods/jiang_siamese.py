@@ -29,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 from attribench.models.attributors.registry import register
 from attribench.data.imagedata import normalise, resize_crop
 from attribench.models.attributors import finetune
-from attribench.data.generators.base import RenderItem, image_seed
+from attribench.data.generators.base import RenderItem, image_seed, pinned
 from attribench.data.generators import get_backend
 
 
@@ -167,7 +167,7 @@ def backend_renderer(cfg: dict, generator: str, image_index: int = 0) -> Callabl
     """The production `suspect_render_fn`: caption -> encoded image from `generator`'s attribench
     backend (params `generators.<name>`), seeded like every other render. The model loads on first use."""
 
-    spec = cfg["generators"][generator]
+    spec = pinned(cfg, cfg["generators"][generator])
     backend, state = get_backend(spec["backend"]), {}
 
     def render(caption: str) -> bytes:

@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from attribench.core.hub import revision
+from attribench.core.paths import HUB_CACHE
 from attribench.data import prompts as prompt_sets
 
 
@@ -92,6 +94,13 @@ def resolve_device(device: str) -> str:
 
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+def pinned(cfg: dict, spec: dict) -> dict:
+    """The spec with its hub revision (`hub_models`) and the project's hub cache, as loaders need
+    them (fetch_models fills that cache); local models unchanged."""
+    rev = revision(cfg, spec["model"]) if "model" in spec and spec.get("backend") == "diffusers" else None
+    return {**spec, "revision": rev, "cache_dir": str(HUB_CACHE)} if rev else spec
 
 
 def base_provenance(gen: str, spec: dict, item: RenderItem) -> dict:

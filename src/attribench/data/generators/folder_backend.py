@@ -59,6 +59,32 @@ def read_captions(path: str | Path | None) -> dict[str, str]:
         return {r["file"]: r["caption"].strip() for r in reader}
 
 
+def caption_sources(gen: str, spec: dict, cfg: dict) -> dict[str, str] | str | None:
+    """The prompt source of each captioned file. `prompt_sources: [s]`: every caption is from s (e.g.
+    Midjourney renders of the creative prompts); several: the captions CSV names each file's source in
+    a `prompt_source` column. Without `prompt_sources`: "caption" (real photos, not in the prompt views)."""
+    declared = spec.get("prompt_sources")
+    if not declared:
+        return "caption"
+    unknown = set(declared) - set(cfg["prompts"]["sources"])
+    if unknown:
+        raise KeyError(f"generators.{gen}.prompt_sources names unknown prompt source(s) {sorted(unknown)}")
+    if len(declared) == 1:
+        return declared[0]
+    path = Path(spec.get("captions") or "")
+    if path.suffix != ".csv":
+        raise ValueError(f"generators.{gen}: several prompt_sources need a captions CSV with a prompt_source column")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows and "prompt_source" not in rows[0]:
+        raise ValueError(f"{path}: generators.{gen} declares prompt_sources {declared}: the CSV needs a prompt_source column")
+    out = {r["file"]: r["prompt_source"].strip() for r in rows}
+    bad = sorted({s for s in out.values() if s not in declared})
+    if bad:
+        raise ValueError(f"{path}: prompt_source value(s) {bad} are not in generators.{gen}.prompt_sources {declared}")
+    return out
+
+
 def list_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"import folder not found: {folder}")
@@ -112,6 +138,7 @@ class FolderBackend(Backend):
         n_shards, index = spec.get("shards", 1), int(chunk.rsplit("-", 1)[1])
         mine = good[index::n_shards]
         captions = read_captions(spec.get("captions"))
+        sources = caption_sources(gen, spec, cfg)
         per_file = max(1, math.ceil(spec.get("expand_to", len(good)) / len(good)))
         target = round(spec.get("expand_to", len(good)) * len(mine) / len(good)) if "expand_to" in spec else len(mine)
         items = []
@@ -121,7 +148,7 @@ class FolderBackend(Backend):
                 # Without a caption the file's content hash is its group: its crops stay in one split.
                 pid = prompt_id(cap) if cap else "file:" + content_id(f.read_bytes())[:16]
                 items.append(RenderItem(key=f"{f.name}:{k}", prompt=cap, prompt_id=pid,
-                                        prompt_source="caption" if cap else None, image_index=k,
+                                        prompt_source=(sources if isinstance(sources, str) else sources.get(f.name)) if cap else None, image_index=k,
                                         seed=image_seed(cfg["seed"], gen, pid, k), origin=str(f)))
         return items[:target]
 

@@ -1,0 +1,39 @@
+"""`--config rehearsal=true`: a profile's own entries at toy scale (a leaf module).
+
+The profile's `rehearsal` block overlays the resolved profile, and it may change only scale: counts,
+image sizes, epochs, batch sizes, device and dtype. Model ids, pipeline classes, schedulers, steps,
+guidance and every other setting stay the paper's, so the rehearsal fails wherever the real run would.
+Its data lives under data/<profile>-rehearsal, so it never mixes with the real run's.
+"""
+
+from __future__ import annotations
+
+from attribench.core.schema import ConfigError, deep_merge
+
+SCALE_KEYS = {
+    "count", "counts", "train", "val", "test", "chunk_size", "max_prompts", "train_per_class", "queries_per_class",
+    "width", "height", "size", "epochs", "warmup_epochs", "batch_size", "device", "dtype", "shards", "expand_to",
+    "images_per_prompt",
+}
+
+
+def _check(block: dict, base: dict, where: str) -> None:
+    for key, value in block.items():
+        path = f"{where}.{key}"
+        if isinstance(value, dict) and key not in SCALE_KEYS:
+            if not isinstance(base.get(key), dict):
+                raise ConfigError(f"params.yaml: {path}: a rehearsal only rescales existing entries; '{key}' is not one")
+            _check(value, base[key], path)
+        elif key not in SCALE_KEYS:
+            raise ConfigError(f"params.yaml: {path}: a rehearsal may change only scale ({', '.join(sorted(SCALE_KEYS))}), "
+                              f"not '{key}'")
+
+
+def rehearse(cfg: dict, block: dict | None, profile: str) -> dict:
+    if not block:
+        raise ConfigError(f"params.yaml: rehearsal=true needs a profiles.{profile}.rehearsal block (what to scale down)")
+    _check(block, cfg, f"profiles.{profile}.rehearsal")
+    out = deep_merge(cfg, block)
+    out["profile"] = f"{profile}-rehearsal"
+    out["rehearsal"] = True
+    return out

@@ -1,0 +1,108 @@
+"""The render plan of a profile, from params alone: per generator and study class, what is rendered,
+what the tables read, and what it costs (GPU-hours, GB). `attribench plan` / results/plan.csv.
+
+GPU-hours come from each generator's `throughput` (GPU seconds per image at `steps` total denoising
+steps, with its source); a class with other steps (the steps studies, a two-stage prior) is scaled
+linearly by total steps. Bytes per pixel are estimates for our encodings (below), not measurements.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from attribench.core.hp_studies import split_config, studies, study_classes
+from attribench.core.io import atomic_path
+from attribench.data.views import planned_classes
+
+# Lossless PNG at compress_level=1 (shards.encode_png) of generated images: ~2 bytes/pixel (estimate).
+RAW_BYTES_PER_PIXEL = 2.0
+# Delivered JPEG at quality 95: ~0.45 bytes/pixel on photographic content (estimate).
+DELIVERED_BYTES_PER_PIXEL = {"jpeg": 0.45, "webp": 0.35, "png": 2.0}
+# diffusers' __call__ defaults for a prior the spec leaves unset (what an old config really ran).
+PRIOR_DEFAULT_STEPS = {"StableCascadeCombinedPipeline": 60, "KandinskyCombinedPipeline": 25,
+                       "KandinskyV22CombinedPipeline": 25}
+COLUMNS = ["generator", "kind", "backend", "prompts", "images_per_prompt", "images_rendered", "images_read",
+           "total_steps", "s_per_image", "gpu_hours", "raw_gb", "delivered_gb", "throughput_source"]
+
+
+def _prompts(spec: dict, cfg: dict) -> int | None:
+    if spec["backend"] == "folder":
+        return None  # imported: the folder decides
+    srcs = spec.get("prompt_sources") or list(cfg["prompts"]["sources"])
+    cap = spec.get("max_prompts") or float("inf")
+    return int(sum(min(cfg["prompts"]["sources"][s]["count"], cap) for s in srcs))
+
+
+def _pixels(spec: dict) -> int | None:
+    if spec.get("width") and spec.get("height"):
+        return spec["width"] * spec["height"]
+    if spec.get("size"):  # OpenAI "1024x1024"
+        w, h = spec["size"].split("x")
+        return int(w) * int(h)
+    return None
+
+
+def _total_steps(spec: dict) -> int | None:
+    if spec["backend"] != "diffusers" or "steps" not in spec:
+        return None
+    prior = spec.get("prior_steps", PRIOR_DEFAULT_STEPS.get(spec.get("pipeline"), 0))
+    return spec["steps"] + prior
+
+
+def _benchmark_read(cfg: dict, gen: str, spec: dict) -> int:
+    """Upper bound on the images of one class the benchmark views read: the split sample, plus each
+    prompt source's largest own-count view (views with `counts` draw beyond the split sample)."""
+    total = sum(cfg["split"]["counts"].values())
+    per_source: dict[str, float] = {}
+    for name, view in cfg.get("datasets", {}).items():
+        if "counts" not in view or gen not in planned_classes(cfg, name):
+            continue
+        srcs = view.get("prompt_sources") or ["*"]
+        for s in srcs:
+            per_source[s] = max(per_source.get(s, 0), sum(view["counts"].values()) / len(srcs))
+    return int(total + sum(per_source.values()))
+
+
+def _row(cfg: dict, gen: str, spec: dict, kind: str, read: int, throughput: dict | None) -> dict:
+    prompts, ipp = _prompts(spec, cfg), spec.get("images_per_prompt", 1)
+    rendered = prompts * ipp if prompts is not None else None
+    steps, px = _total_steps(spec), _pixels(spec)
+    hours = s_img = None
+    if throughput and rendered is not None:
+        scale = steps / throughput["steps"] if steps and throughput.get("steps") else 1.0
+        s_img = throughput["s_per_image"] * scale
+        hours = rendered * s_img / 3600
+    n = rendered if rendered is not None else read
+    size = cfg["delivery"]["size"]
+    return {
+        "generator": gen, "kind": kind, "backend": spec["backend"], "prompts": prompts, "images_per_prompt": ipp,
+        "images_rendered": rendered, "images_read": min(read, n) if n is not None else read, "total_steps": steps,
+        "s_per_image": s_img, "gpu_hours": hours,
+        "raw_gb": n * px * RAW_BYTES_PER_PIXEL / 1e9 if px and spec["backend"] != "folder" else None,
+        "delivered_gb": n * size * size * DELIVERED_BYTES_PER_PIXEL[cfg["delivery"]["format"]] / 1e9,
+        "throughput_source": (throughput or {}).get("source"),
+    }
+
+
+def plan(cfg: dict, throughputs: dict[str, dict] | None = None) -> pd.DataFrame:
+    """One row per benchmark generator and study class, then a `total` row. `throughputs` (by
+    generator name) override the specs' own, e.g. to cost an older config with today's figures."""
+    def tp(name: str, spec: dict):
+        return (throughputs or {}).get(name) or spec.get("throughput")
+
+    rows = [_row(cfg, g, s, "benchmark", _benchmark_read(cfg, g, s), tp(g, s)) for g, s in cfg["generators"].items()]
+    for study, st in studies(cfg).items():
+        read = sum(split_config(cfg, study)["counts"].values())
+        base = cfg["generators"][st["base"]]
+        for cls, spec in study_classes(cfg, study).items():
+            rows.append(_row(cfg, cls, spec, f"study:{study}", read, tp(st["base"], base)))
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    total = {c: df[c].sum(min_count=1) for c in ("prompts", "images_rendered", "images_read", "gpu_hours", "raw_gb", "delivered_gb")}
+    return pd.concat([df, pd.DataFrame([{"generator": "total", "kind": "total", **total}])], ignore_index=True)
+
+
+def write_plan(cfg: dict, out: str, throughputs: dict[str, dict] | None = None) -> pd.DataFrame:
+    df = plan(cfg, throughputs)
+    with atomic_path(out) as tmp:
+        df.round(3).to_csv(tmp, index=False)
+    return df

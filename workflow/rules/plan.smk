@@ -1,0 +1,14 @@
+# The render plan of the chosen profile: params in, results/plan.csv out (no data needed).
+localrules:
+    plan,
+
+
+rule plan:
+    output:
+        "results/plan.csv",
+    params:
+        settings=lambda wc: as_json({k: P[k] for k in ("generators", "hyperparameter_studies", "prompts", "split", "datasets", "delivery")}),
+    log:
+        f"{LOGS}/plan.log",
+    shell:
+        "attribench --config-json {CFG} plan --out {output} > {log} 2>&1"
