@@ -9,6 +9,8 @@ rule edit_test_images:
         cfg=CFG,
         spec=lambda wc: as_json([P["post_editing"], P["delivery"]]),
     threads: 1
+    resources:
+        gpu=int(P["device"] != "cpu"),  # SDXL inpainting
     conda:
         ENV
     log:
@@ -51,6 +53,8 @@ rule robustness:
         cfg=CFG,
         spec=as_json([P.get("robustness"), P["delivery"]]),
         run=lambda wc: f"results/runs/{P['robustness']['experiment']}",
+    resources:
+        gpu=int(P["device"] != "cpu"),  # SDEdit img2img + the attributor
     conda:
         ENV
     log:

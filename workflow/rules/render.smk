@@ -20,6 +20,22 @@ rule render:
         "--out {output} > {log} 2>&1"
 
 
+# Renders through a web API (DALL-E) need the network, which compute nodes lack: the same job as a
+# local rule, run on the submitting (login) node.
+API_GENERATORS = sorted(g for g, s in {**P["generators"], **STUDY_GENERATORS}.items() if s["backend"] == "openai")
+
+
+use rule render as render_api with:
+    wildcard_constraints:
+        generator="|".join(API_GENERATORS) or "^$",
+    resources:
+        gpu=0,
+    localrule: True
+
+
+ruleorder: render_api > render
+
+
 rule deliver:
     input:
         f"{DATA}/shards/raw/{{generator}}/{{chunk}}.parquet",
