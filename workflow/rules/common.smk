@@ -4,6 +4,7 @@ from pathlib import Path
 
 from attribench import config as ab_config
 from attribench.generators import get_backend
+from attribench.generators.base import prompts_per_job
 from attribench.render import content_spec
 from attribench.studies import SEP, all_study_generators, split_config, studies
 

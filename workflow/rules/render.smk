@@ -7,6 +7,7 @@ rule render:
         cfg=CFG,
         spec=lambda wc: as_json(content_spec(gen_spec(wc.generator))),
         seed=lambda wc: P["seed"],
+        prompts_per_job=lambda wc: prompts_per_job(gen_spec(wc.generator), P),  # chunk layout (params `throughput`)
         prompts=lambda wc, input: f"--prompts {input.prompts}" if "prompts" in input.keys() else "",
     threads: 1
     resources:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,24 @@ def image_seed(base_seed: int, generator: str, prompt_id: str, image_index: int)
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
+def prompts_per_job(spec: dict, cfg: dict) -> int:
+    """Prompts per render job (chunk) for one generator.
+
+    `prompts.chunk_size` unless the profile sets `prompts.job_gpu_minutes` and the generator its
+    `throughput` ({s_per_image, at_steps}): then the chunk grows to the smallest multiple of chunk_size
+    holding at least that much GPU work, so fast generators (SD 1.5, 5-step classes) do not spend their
+    jobs queueing and loading the model. Cost scales with `steps` (a steps-study class costs its own).
+    """
+    base = int(cfg["prompts"]["chunk_size"])
+    target_min, tp = cfg["prompts"].get("job_gpu_minutes"), spec.get("throughput")
+    if not target_min or not tp:
+        return base
+    at_steps = tp.get("at_steps") or spec.get("steps") or 1
+    s_per_image = tp["s_per_image"] * (spec.get("steps") or at_steps) / at_steps
+    s_per_prompt = s_per_image * spec.get("images_per_prompt", 1)
+    return base * max(1, math.ceil(target_min * 60 / (s_per_prompt * base)))
+
+
 class Backend:
     """A way of producing images. Subclasses override `load` and `render`."""
 
@@ -39,13 +58,13 @@ class Backend:
         unknown = set(srcs) - set(cfg["prompts"]["sources"])
         if unknown:
             raise KeyError(f"generators.{gen}.prompt_sources names unknown prompt source(s) {sorted(unknown)}")
-        size = cfg["prompts"]["chunk_size"]
+        size = prompts_per_job(spec, cfg)
         cap = spec.get("max_prompts")  # only the first `max_prompts` prompts of each source
         counts = {s: min(cfg["prompts"]["sources"][s]["count"], cap or float("inf")) for s in srcs}
         return [c for s in srcs for c in prompt_sets.chunk_names(s, int(counts[s]), size)]
 
     def items(self, gen: str, spec: dict, chunk: str, cfg: dict, prompts_path: str | None) -> list[RenderItem]:
-        size = cfg["prompts"]["chunk_size"]
+        size = prompts_per_job(spec, cfg)
         rows = prompt_sets.read_chunk(prompts_path, chunk, size)
         if spec.get("max_prompts"):
             rows = rows.iloc[: max(0, spec["max_prompts"] - int(chunk.rsplit("-", 1)[1]) * size)]
