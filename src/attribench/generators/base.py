@@ -44,7 +44,7 @@ def prompts_per_job(spec: dict, cfg: dict) -> int:
     at_steps = tp.get("at_steps") or spec.get("steps") or 1
     s_per_image = tp["s_per_image"] * (spec.get("steps") or at_steps) / at_steps
     s_per_prompt = s_per_image * spec.get("images_per_prompt", 1)
-    return base * max(1, math.ceil(target_min * 60 / (s_per_prompt * base)))
+    return base * max(1, math.ceil(round(target_min * 60 / (s_per_prompt * base), 9)))  # round: 16.000000004 is 16
 
 
 class Backend:
