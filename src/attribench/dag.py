@@ -11,6 +11,7 @@ from pathlib import Path
 from attribench.core import paths
 from attribench.core.hp_studies import SEP, all_study_generators, split_config, studies  # noqa: F401  (used by rules)
 from attribench.data.generators import get_backend
+from attribench.data.generators.base import prompts_per_job
 from attribench.data.render import content_spec  # noqa: F401  (used by rules)
 from attribench.experiments.specs import experiment_index, experiment_spec, upstream_runs  # noqa: F401  (experiment_spec: rules)
 from attribench.reports.registry import load_reports
@@ -35,6 +36,15 @@ class Plan:
 
     def chunks_of(self, gen: str) -> list[str]:
         return get_backend(self.gen_spec(gen)["backend"]).chunks(gen, self.gen_spec(gen), self.cfg)
+
+    def prompts_per_job(self, gen: str) -> int:
+        """A render job's prompt count (chunk layout; grows with `throughput` at paper scale)."""
+        return prompts_per_job(self.gen_spec(gen), self.cfg)
+
+    def api_generators(self) -> list[str]:
+        """Generators rendered through a web API (DALL-E): network-only, so local rules on a cluster."""
+        specs = {**self.cfg["generators"], **self.study_generators}
+        return sorted(g for g, s in specs.items() if s["backend"] == "openai")
 
     def delivered_shards(self) -> list[str]:
         return [str(paths.delivered_shard(self.cfg, g, c)) for g in self.cfg["generators"] for c in self.chunks_of(g)]

@@ -1,4 +1,6 @@
+# A local rule: creative prompts may come from the OpenAI chat API, which compute nodes cannot reach.
 rule prompts:
+    localrule: True
     output:
         f"{DATA}/prompts/{{source}}.parquet",
     params:

@@ -8,6 +8,7 @@ rule render:
     params:
         spec=lambda wc: as_json(PLAN.render_settings(wc.generator)),
         seed=lambda wc: P["seed"],
+        prompts_per_job=lambda wc: PLAN.prompts_per_job(wc.generator),  # chunk layout (params `throughput`)
         prompts=lambda wc, input: f"--prompts {input.prompts}" if "prompts" in input.keys() else "",
     threads: 1
     resources:
@@ -19,6 +20,19 @@ rule render:
     shell:
         "attribench --config-json {CFG} --threads {threads} render --generator {wildcards.generator} --chunk {wildcards.chunk} {params.prompts} "
         "--out {output} > {log} 2>&1 && rc=0 || rc=$?; grep -h '^attribench: ' {log} >&2 || true; exit $rc"
+
+
+# Renders through a web API (DALL-E) need the network, which compute nodes lack: the same job as a
+# local rule, run on the submitting (login) node.
+use rule render as render_api with:
+    wildcard_constraints:
+        generator="|".join(PLAN.api_generators()) or "^$",
+    resources:
+        gpu=0,
+    localrule: True
+
+
+ruleorder: render_api > render
 
 
 rule deliver:

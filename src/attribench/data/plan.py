@@ -12,15 +12,13 @@ import pandas as pd
 
 from attribench.core.hp_studies import split_config, studies, study_classes
 from attribench.core.io import atomic_path
+from attribench.data.generators.base import seconds_per_image, total_steps
 from attribench.data.views import planned_classes
 
 # Lossless PNG at compress_level=1 (shards.encode_png) of generated images: ~2 bytes/pixel (estimate).
 RAW_BYTES_PER_PIXEL = 2.0
 # Delivered JPEG at quality 95: ~0.45 bytes/pixel on photographic content (estimate).
 DELIVERED_BYTES_PER_PIXEL = {"jpeg": 0.45, "webp": 0.35, "png": 2.0}
-# diffusers' __call__ defaults for a prior the spec leaves unset (what an old config really ran).
-PRIOR_DEFAULT_STEPS = {"StableCascadeCombinedPipeline": 60, "KandinskyCombinedPipeline": 25,
-                       "KandinskyV22CombinedPipeline": 25}
 COLUMNS = ["generator", "kind", "backend", "prompts", "images_per_prompt", "images_rendered", "images_read",
            "total_steps", "s_per_image", "gpu_hours", "raw_gb", "delivered_gb", "throughput_source"]
 
@@ -42,13 +40,6 @@ def _pixels(spec: dict) -> int | None:
     return None
 
 
-def _total_steps(spec: dict) -> int | None:
-    if spec["backend"] != "diffusers" or "steps" not in spec:
-        return None
-    prior = spec.get("prior_steps", PRIOR_DEFAULT_STEPS.get(spec.get("pipeline"), 0))
-    return spec["steps"] + prior
-
-
 def _benchmark_read(cfg: dict, gen: str, spec: dict) -> int:
     """Upper bound on the images of one class the benchmark views read: the split sample, plus each
     prompt source's largest own-count view (views with `counts` draw beyond the split sample)."""
@@ -66,12 +57,9 @@ def _benchmark_read(cfg: dict, gen: str, spec: dict) -> int:
 def _row(cfg: dict, gen: str, spec: dict, kind: str, read: int, throughput: dict | None) -> dict:
     prompts, ipp = _prompts(spec, cfg), spec.get("images_per_prompt", 1)
     rendered = prompts * ipp if prompts is not None else None
-    steps, px = _total_steps(spec), _pixels(spec)
-    hours = s_img = None
-    if throughput and rendered is not None:
-        scale = steps / throughput["steps"] if steps and throughput.get("steps") else 1.0
-        s_img = throughput["s_per_image"] * scale
-        hours = rendered * s_img / 3600
+    steps, px = total_steps(spec), _pixels(spec)
+    s_img = seconds_per_image(spec, throughput)
+    hours = rendered * s_img / 3600 if s_img is not None and rendered is not None else None
     n = rendered if rendered is not None else read
     size = cfg["delivery"]["size"]
     return {

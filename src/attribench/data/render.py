@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 # Settings that change how a shard is fetched, never its bytes: editing them must not throw away
 # finished (and, for paid APIs, paid-for) batches.
-RUNTIME_ONLY_KEYS = {"budget_usd", "price_usd", "state_dir", "base_url", "api_key_env", "max_retries", "retry_delay", "timeout", "cache_dir"}
+RUNTIME_ONLY_KEYS = {"budget_usd", "price_usd", "state_dir", "base_url", "api_key_env", "max_retries", "retry_delay", "timeout",
+                     "cache_dir", "throughput"}  # throughput only sizes render jobs (prompt ranges are in the item keys)
 
 
 def content_spec(spec: dict) -> dict:

@@ -89,7 +89,7 @@ def openset_rows(cfg: dict, index: pd.DataFrame, key: str, entry: dict, n_boot: 
     return out
 
 
-@register_report("openset", outputs=("csv", "png"), runs=seen_runs)
+@register_report("openset", outputs=("csv", "png"), runs=seen_runs, gpu=True)
 def build_openset(ctx: ReportContext) -> pd.DataFrame:
     """Unknown-generator detection (AUROC, OSCR, TPR at 5% FPR, 95% CIs) per attributor and score."""
     from tqdm.auto import tqdm  # progress only when the report runs

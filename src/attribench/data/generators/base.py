@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,44 @@ def image_seed(base_seed: int, generator: str, prompt_id: str, image_index: int)
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
+# diffusers' __call__ defaults for a prior the spec leaves unset (what an old config really ran).
+PRIOR_DEFAULT_STEPS = {"StableCascadeCombinedPipeline": 60, "KandinskyCombinedPipeline": 25,
+                       "KandinskyV22CombinedPipeline": 25}
+
+
+def total_steps(spec: dict) -> int | None:
+    """Denoising steps of one image, all stages (a two-stage pipeline's prior included)."""
+    if spec["backend"] != "diffusers" or "steps" not in spec:
+        return None
+    return spec["steps"] + spec.get("prior_steps", PRIOR_DEFAULT_STEPS.get(spec.get("pipeline"), 0))
+
+
+def seconds_per_image(spec: dict, throughput: dict | None = None) -> float | None:
+    """GPU seconds per image from the generator's `throughput` (or the one given), scaled linearly by
+    total steps when the figure was taken at another step count (the steps studies, a prior)."""
+    tp = throughput or spec.get("throughput")
+    if not tp:
+        return None
+    steps = total_steps(spec)
+    return tp["s_per_image"] * (steps / tp["steps"] if steps and tp.get("steps") else 1.0)
+
+
+def prompts_per_job(spec: dict, cfg: dict) -> int:
+    """Prompts per render job (chunk) for one generator.
+
+    `prompts.chunk_size` unless the profile sets `prompts.job_gpu_minutes` and the generator its
+    `throughput`: then the chunk grows to the smallest multiple of chunk_size holding at least that much
+    GPU work, so fast generators (SD 1.5, 5-step classes) do not spend their jobs queueing and loading
+    the model.
+    """
+    base = int(cfg["prompts"]["chunk_size"])
+    target_min, s_img = cfg["prompts"].get("job_gpu_minutes"), seconds_per_image(spec)
+    if not target_min or not s_img:
+        return base
+    s_per_prompt = s_img * spec.get("images_per_prompt", 1)
+    return base * max(1, math.ceil(round(target_min * 60 / (s_per_prompt * base), 9)))  # round: 16.000000004 is 16
+
+
 class Backend:
     """A way of producing images. Subclasses override `load` and `render`."""
 
@@ -43,13 +82,13 @@ class Backend:
         unknown = set(srcs) - set(cfg["prompts"]["sources"])
         if unknown:
             raise KeyError(f"generators.{gen}.prompt_sources names unknown prompt source(s) {sorted(unknown)}")
-        size = cfg["prompts"]["chunk_size"]
+        size = prompts_per_job(spec, cfg)
         cap = spec.get("max_prompts")  # only the first `max_prompts` prompts of each source
         counts = {s: min(cfg["prompts"]["sources"][s]["count"], cap or float("inf")) for s in srcs}
         return [c for s in srcs for c in prompt_sets.chunk_names(s, int(counts[s]), size)]
 
     def items(self, gen: str, spec: dict, chunk: str, cfg: dict, prompts_path: str | None) -> list[RenderItem]:
-        size = cfg["prompts"]["chunk_size"]
+        size = prompts_per_job(spec, cfg)
         rows = prompt_sets.read_chunk(prompts_path, chunk, size)
         if spec.get("max_prompts"):
             rows = rows.iloc[: max(0, spec["max_prompts"] - int(chunk.rsplit("-", 1)[1]) * size)]
