@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 import attribench.plugins  # noqa: F401  every registry filled, as in a run
+from openai_standin import openai_standin  # noqa: F401  the local OpenAI stand-in server, a fixture
 
 # Nothing in the test suite may reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

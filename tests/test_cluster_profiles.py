@@ -84,7 +84,7 @@ def test_smoke_profile_fits_a_two_cpu_node():
 
 
 def test_render_chunks_grow_to_job_gpu_minutes():
-    from attribench.data.generators.base import prompts_per_job, seconds_per_image
+    from attribench.data.generators.base import prompts_per_job
 
     cfg = {"prompts": {"chunk_size": 250, "job_gpu_minutes": 30}}
     sdxl = {"backend": "diffusers", "steps": 50, "images_per_prompt": 5, "throughput": {"s_per_image": 2.5, "steps": 30}}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from openai_standin import CHAT, IMAGES, chat_reply, error, image_reply, openai_standin  # noqa: F401
+from openai_standin import CHAT, IMAGES, chat_reply, error, image_reply
 from PIL import Image
 
 from attribench import cli

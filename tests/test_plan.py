@@ -10,7 +10,8 @@ import pytest
 
 from attribench.cli import main
 from attribench.core import config
-from attribench.data.plan import PRIOR_DEFAULT_STEPS, plan
+from attribench.data.generators.base import PRIOR_DEFAULT_STEPS
+from attribench.data.plan import plan
 
 
 @pytest.fixture(scope="module")

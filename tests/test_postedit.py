@@ -7,7 +7,8 @@ import numpy as np
 
 from PIL import Image
 
-from attribench.transforms.postedit import edit_targets, import_external_edits
+from attribench.core.paths import edit_targets
+from attribench.transforms.postedit import import_external_edits
 from attribench.data.shards import encode_png, make_row, read_metadata, read_shard, write_shard
 
 

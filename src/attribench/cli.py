@@ -39,8 +39,8 @@ def cmd_validate(args, cfg):
 def cmd_plan(args, cfg):
     import yaml
 
-    from attribench.core import paths
-    from attribench.data.plan import write_plan
+    from attribench.core import paths  # per command: a job imports only what it runs
+    from attribench.data.plan import write_plan  # per command: a job imports only what it runs
 
     tps = None
     if args.throughput_params:  # cost an older config with the throughput figures of another params file
@@ -56,16 +56,16 @@ def cmd_plan(args, cfg):
 
 
 def cmd_fetch_models(args, cfg):
-    from attribench.core import paths
-    from attribench.core.hub import fetch_models
+    from attribench.core import paths  # per command: a job imports only what it runs
+    from attribench.core.hub import fetch_models  # per command: a job imports only what it runs
 
     fetched = fetch_models(cfg, args.cache or paths.HUB_CACHE, download=not args.verify_only)
     print(f"hub models: {len(cfg.get('hub_models') or {})} pinned, {len(fetched)} downloaded" + (f": {fetched}" if fetched else ""))
 
 
 def cmd_build_replicas(args, cfg):
-    from attribench.core import paths
-    from attribench.data.replicas import build_replicas
+    from attribench.core import paths  # per command: a job imports only what it runs
+    from attribench.data.replicas import build_replicas  # per command: a job imports only what it runs
 
     for snap in build_replicas(cfg, args.cache or paths.HUB_CACHE, args.only):
         print(snap)

@@ -92,3 +92,12 @@ def zoo_model_dir(cfg: dict, spec: dict) -> str | None:
     if spec.get("backend") == "diffusers" and model.parent == MODELS_ZOO and model.name in cfg.get("zoo", {}):
         return str(model)
     return None
+
+
+def edit_targets(cfg: dict) -> dict[tuple[str, str], str]:
+    """(tool, band) -> edited shard path, for every tool in params (band 'all' for imported edits)."""
+    out = {}
+    for tool, t in cfg.get("post_editing", {}).get("tools", {}).items():
+        for band in t.get("bands", ["all"]):
+            out[(tool, band)] = str(edited_shard(cfg, tool, band))
+    return out

@@ -178,6 +178,11 @@ def base_model_subsets(index_df: pd.DataFrame, group_of: dict, ratio: float = 0.
     return out
 
 
+def test_rows(cfg: dict, index_path, dataset: str) -> pd.DataFrame:
+    """The test split of a dataset view, read from the index file: the images that get edited or perturbed."""
+    return test_split(pd.read_parquet(index_path), cfg, dataset)
+
+
 def test_split(index: pd.DataFrame, cfg: dict, dataset: str) -> pd.DataFrame:
     """The test images of a dataset view (the one definition every report and edit uses)."""
     rows = select(index, dataset, cfg["datasets"][dataset], cfg["split"]["seed"])

@@ -27,8 +27,7 @@ from attribench.experiments.specs import experiment_spec, run_metrics, upstream_
 from attribench.reports.common import index_input  # noqa: E402
 from attribench.reports.registry import ReportContext, register_report  # noqa: E402
 from attribench.data.shards import load_images  # noqa: E402
-from attribench.transforms.derived import derived_view  # noqa: E402
-from attribench.transforms.postedit import test_rows  # noqa: E402
+from attribench.data.views import test_rows  # noqa: E402
 from attribench.core.io import atomic_path, save_png  # noqa: E402
 
 
@@ -72,6 +71,8 @@ def method_row(cfg: dict, key: str, entry: dict, test_rows: pd.DataFrame) -> dic
     rows = test_rows[test_rows["generator"].isin(m["classes"])].reset_index(drop=True)
     seconds = inference_seconds(spec, RUNS / entry["experiment"], rows)
     # The same test images re-encoded (cached derived view: parents' classes, derived image ids).
+    from attribench.transforms.derived import derived_view  # transform plugins load torch: not at DAG time
+
     jpeg = derived_view(cfg, rows, {"name": "jpeg", "quality": mt["jpeg_quality"]})
     jpeg_pred = np.asarray(m["classes"])[predict_rows(cfg, spec, RUNS / entry["experiment"], jpeg).argmax(1)]
     jpeg_acc = float((jpeg_pred == jpeg["generator"].to_numpy()).mean())

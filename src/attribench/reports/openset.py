@@ -37,9 +37,8 @@ def run_test_rows(cfg: dict, index: pd.DataFrame, exp: str) -> pd.DataFrame:
 
 
 def openset_rows(cfg: dict, index: pd.DataFrame, key: str, entry: dict, n_boot: int = 500) -> list[dict]:
-    # torch: only when this report runs (report modules are imported at DAG-build time)
-    from attribench.experiments.inference import PREDICT_JSON, forward_rows
-    from attribench.training import openset
+    from attribench.experiments.inference import PREDICT_JSON, forward_rows  # torch: report modules load at DAG time
+    from attribench.training import openset  # torch: only when this report runs
 
     exp = entry["heldout_experiment"]
     run_dir = paths.run_dir(exp)

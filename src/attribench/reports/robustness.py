@@ -19,8 +19,7 @@ from attribench.core import paths  # noqa: E402
 from attribench.experiments.specs import experiment_spec  # noqa: E402
 from attribench.reports.common import index_input  # noqa: E402
 from attribench.reports.registry import ReportContext, register_report  # noqa: E402
-from attribench.transforms.derived import derived_view  # noqa: E402
-from attribench.transforms.postedit import test_rows  # noqa: E402
+from attribench.data.views import test_rows  # noqa: E402
 
 
 # The parameter a curve puts on its x axis; JSON snapshots sort keys, so "first parameter" is not it.
@@ -34,6 +33,8 @@ def level_of(spec: dict):
 def perturbed_points(cfg: dict, rows: pd.DataFrame, perturbations: dict):
     """(axis, level, rows) for the clean rows and each perturbation spec; perturbed rows are the
     parents' rows (class, label, split) with the derived image ids (cached derived shards)."""
+    from attribench.transforms.derived import derived_view  # transform plugins load torch: not at DAG time
+
     yield "clean", None, rows
     for axis, specs in perturbations.items():
         for s in specs:

@@ -14,13 +14,14 @@ from attribench.experiments.specs import experiment_spec
 from attribench.reports.common import index_input
 from attribench.reports.registry import ReportContext, register_report
 from attribench.training.metrics import bootstrap_ci, classification_metrics, plot_confusion
-from attribench.transforms.masks import BANDS
-from attribench.transforms.postedit import edit_targets, test_rows
+from attribench.core.paths import edit_targets
+from attribench.data.views import test_rows
 
 
 def build_table4(cfg: dict, index_path: str | Path, edited: dict[tuple[str, str], str], run_dir: str | Path,
                  csv_out: str | Path, md_out: str | Path, confusion_dir: str | Path) -> pd.DataFrame:
     from attribench.experiments.runs import predict_rows  # torch: only when the report is built, not at DAG time
+    from attribench.transforms.masks import BANDS  # the transforms package loads torch: not at DAG time
 
     run_dir = Path(run_dir)
     meta = json.loads((run_dir / "metrics.json").read_text())

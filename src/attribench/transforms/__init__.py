@@ -10,6 +10,8 @@ Images are numpy uint8 (N, H, W, 3) RGB in and out (see `registry`). Typical use
 Adding a transform is one `@register(...)` function in any module of this package.
 """
 
+from attribench.core.registry import import_submodules  # noqa: E402
+from attribench.transforms.derive import apply_to_shard, compose, transform_chain  # noqa: F401,E402
 from attribench.transforms.registry import (  # noqa: F401
     AVAILABILITY,
     TRANSFORMS,
@@ -25,8 +27,5 @@ from attribench.transforms.registry import (  # noqa: F401
     register,
     spec_json,
 )
-
-from attribench.transforms.derive import apply_to_shard, compose, transform_chain  # noqa: F401,E402
-from attribench.core.registry import import_submodules  # noqa: E402
 
 import_submodules(__name__)  # every module here registers its transforms

@@ -18,7 +18,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import torch
 from PIL import Image
 
 from attribench.transforms.common import image_seed, to_uint8
@@ -35,6 +34,7 @@ def edit_mask(image_id: str, height: int, width: int, band: str) -> np.ndarray:
 
 
 def _device() -> str:
+    import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -63,6 +63,7 @@ def inpaint(images: np.ndarray, meta: BatchMeta, *, band: str, model: str = SDXL
     rounded down and resized back (bicubic) before the paste-back, which copies the input outside the mask
     bit for bit.
     """
+    import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
     if band not in BANDS:
         raise ValueError(f"unknown mask band {band!r}; known: {sorted(BANDS)}")
     pipe = _inpainter(resolve_weights(model), _device())

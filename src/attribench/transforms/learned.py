@@ -15,7 +15,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import torch
 
 from attribench.transforms.common import image_seed, to_float, to_uint8
 from attribench.transforms.registry import BatchMeta, NotAvailable, register
@@ -25,6 +24,7 @@ _MARIGOLD_BATCH = 8  # UNet batch inside a Marigold call: bounds GPU memory at 7
 
 
 def _device() -> str:
+    import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -43,6 +43,7 @@ def depth(images: np.ndarray, meta: BatchMeta, *, model: str = "LiheYoung/depth-
     so per-image normalisation is the meaningful picture -- what transformers' depth pipeline shows too.
     Any depth class works: Depth Anything v1/v2 (`depth-anything/Depth-Anything-V2-Small-hf`), DPT/MiDaS.
     """
+    import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
     processor, net = _depth_model(resolve_weights(model), _device())
     inputs = processor(images=list(images), return_tensors="pt").to(net.device)
     with torch.no_grad():
@@ -66,6 +67,7 @@ def _marigold(cls_name: str, path: str, device: str):
 
 def _marigold_predict(cls_name: str, images: np.ndarray, meta: BatchMeta, model: str, steps: int | None,
                       ensemble_size: int, processing_resolution: int | None, seed: int, tag: str):
+    import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
     pipe = _marigold(cls_name, resolve_weights(model), _device())
     # One generator per (image, ensemble member), from the image id: results do not depend on batching.
     gens = [torch.Generator("cpu").manual_seed(image_seed(i, tag, e, seed)) for i in meta.ids for e in range(ensemble_size)]

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import io
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from attribench.transforms.common import chunked, image_seed, to_float, to_uint8
 from attribench.transforms.registry import BatchMeta, register
 from attribench.transforms.weights import resolve_weights
+
+if TYPE_CHECKING:
+    import torch
 
 # Peak floats one window filter may materialise (kornia unfolds k*k windows on GPU): ~256 MB.
 _MAX_WINDOW_FLOATS = 1 << 26
@@ -143,6 +146,7 @@ def _img2img(path: str, device: str):
 
 
 def _device() -> str:
+    import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -157,6 +161,7 @@ def sdedit(images: np.ndarray, meta: BatchMeta, *, strength: float,
     5.0 is diffusers' SDXL img2img default. Output is resized back to the input size if the pipeline
     rounded it to a multiple of 8.
     """
+    import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
     pipe = _img2img(resolve_weights(model), _device())
     n_steps = sdedit_schedule(strength, steps)
     # Seed without the strength: every strength draws the same noise for an image, so 0.01 vs 0.05 differ by

@@ -15,19 +15,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from attribench.core import paths
-from attribench.data.views import test_split
 from attribench.data.delivery import encode as deliver_encode
 from attribench.data.delivery import resize_center_crop
 from attribench.data.generators.folder_backend import IMAGE_SUFFIXES, check_image
-from attribench.data.shards import META_COLUMNS, decode, load_images, make_row, write_shard
+from attribench.data.shards import (
+    META_COLUMNS,
+    decode,
+    load_images,
+    make_row,
+    write_shard,
+)
+from attribench.data.views import test_rows
 
 log = logging.getLogger(__name__)
-
-
-def test_rows(cfg: dict, index_path: str | Path, dataset: str) -> pd.DataFrame:
-    """The test split of a dataset view: the images that get edited or perturbed."""
-    return test_split(pd.read_parquet(index_path), cfg, dataset)
 
 
 def _redeliver(data: bytes, policy: dict) -> bytes:
@@ -86,10 +86,3 @@ def import_external_edits(cfg: dict, tool: str, index_path: str | Path, out: str
     return write_shard(out_rows, out)
 
 
-def edit_targets(cfg: dict) -> dict[tuple[str, str], str]:
-    """(tool, band) -> edited shard path, for every tool in params (band 'all' for imported edits)."""
-    out = {}
-    for tool, t in cfg.get("post_editing", {}).get("tools", {}).items():
-        for band in t.get("bands", ["all"]):
-            out[(tool, band)] = str(paths.edited_shard(cfg, tool, band))
-    return out

@@ -24,8 +24,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from attribench.transforms.weights import NeedsWeights, weights_present  # noqa: F401  (re-exported)
 from attribench.data.shards import encode_png
+from attribench.transforms.weights import NeedsWeights, weights_present  # noqa: F401  (re-exported)
 
 AVAILABILITY = ("ok", "needs weights", "not available")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 from attribench.transforms.common import to_float, to_uint8
 from attribench.transforms.registry import BatchMeta, register
@@ -28,6 +27,7 @@ def canny(images: np.ndarray, meta: BatchMeta, *, low: float = 0.4, high: float 
     the same rule is applied here as a connected-component labelling of kornia's weak/strong map.
     """
     import kornia
+    import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
     from scipy import ndimage
 
     _, marks = kornia.filters.canny(to_float(images), low_threshold=low, high_threshold=high,
@@ -66,6 +66,7 @@ def fft_spectrum(images: np.ndarray, meta: BatchMeta) -> np.ndarray:
     H*W is the largest amplitude a [0, 1] image can have (the DC of an all-white image), so the scale
     is fixed per image size and comparable across images, and values stay within [0, 1].
     """
+    import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
     x = to_float(images)
     h, w = x.shape[-2:]
     amp = torch.fft.fftshift(torch.fft.fft2(x).abs(), dim=(-2, -1))

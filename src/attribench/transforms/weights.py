@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+
 class NeedsWeights(RuntimeError):
     """The transform needs pretrained weights that are not on this machine (never substituted)."""
 
