@@ -2,6 +2,7 @@
 the smoke-scale profile fits the one-node test cluster, and render job sizing per generator."""
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,10 +10,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = {name: ROOT / "workflow/profiles" / name / "config.yaml" for name in ("slurm", "slurm-smoke")}
-# Rules that run a GPU model: diffusion renders, training (and SDEdit/depth transforms inside it), Jiang's
-# regenerate flow + encoders, SDXL inpainting, SDEdit robustness.
-GPU_MODEL_RULES = {"render", "train", "jiang_pairs", "edit_test_images", "robustness"}
-LOCAL_RULES = {"prompts", "render_api"}  # network-only: the OpenAI chat / images API
+# Rules that run a GPU model: diffusion renders, training (and SDEdit/depth transforms inside it), SDXL
+# inpainting, and every report entry declared `gpu=True` (Jiang's regenerate flow, SDEdit robustness, ...).
+BASE_GPU_RULES = {"render", "train", "edit_test_images"}
+# Network-only (the OpenAI chat / images API, hub downloads) or instant (the render plan): login node.
+LOCAL_RULES = {"prompts", "render_api", "fetch_models", "plan"}
 # What snakemake-executor-plugin-slurm refuses in slurm_extra (it sets GPUs itself from gpu / gpu_model).
 GPU_FLAGS = re.compile(r"--gres[=\s]|--gpus[=\s]|--gpus-per-\w+|(^|\s)-G\s")
 
@@ -26,14 +28,30 @@ def rule_blocks() -> dict[str, str]:
     return blocks
 
 
+@pytest.fixture(scope="module")
+def rules() -> set[str]:
+    """The rule set as Snakemake builds it (report rules are generated from the report registry)."""
+    out = subprocess.run(["snakemake", "--list-rules"], cwd=ROOT, capture_output=True, text=True, check=True)
+    return set(out.stdout.split()) - {"all"}
+
+
+def gpu_report_rules() -> set[str]:
+    from attribench.reports.registry import load_reports
+
+    return {f"report_{name}" for name, rep in load_reports().items() if rep.gpu}
+
+
 def profile(name: str) -> dict:
     return yaml.safe_load(PROFILES[name].read_text())
 
 
-def test_gpu_model_rules_declare_gpu():
+def test_gpu_model_rules_declare_gpu(rules):
     blocks = rule_blocks()
-    for rule in GPU_MODEL_RULES:
+    for rule in BASE_GPU_RULES:
         assert re.search(r"resources:\s*\n\s+gpu=", blocks[rule]), f"rule {rule} runs a GPU model but declares no gpu"
+    # the generic report rule asks for a GPU exactly for the entries that declare one
+    assert "gpu=on_gpu() if _report.gpu else 0" in (ROOT / "workflow/rules/reports.smk").read_text()
+    assert gpu_report_rules() <= rules and {"report_jiang_pairs", "report_robustness"} <= gpu_report_rules()
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
@@ -43,16 +61,20 @@ def test_profile_gpus_only_through_gpu_resource(name):
     extras = [cfg.get("default-resources", {}).get("slurm_extra", "")]
     extras += [r.get("slurm_extra", "") for r in cfg["set-resources"].values()]
     assert not any(GPU_FLAGS.search(str(e)) for e in extras), "GPU flags in slurm_extra (use the gpu resource)"
-    for rule in GPU_MODEL_RULES:
+    for rule in BASE_GPU_RULES | gpu_report_rules():
         assert cfg["set-resources"][rule]["slurm_partition"] == "gpu", f"{name}: {rule} not on the gpu partition"
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
-def test_every_cluster_rule_is_sized(name):
-    cfg, rules = profile(name), set(rule_blocks())
+def test_every_cluster_rule_is_sized(name, rules):
+    """Every rule has explicit sizes, except local rules and CPU report rules (tables over finished runs:
+    default-resources)."""
+    cfg = profile(name)
     sized = set(cfg["set-resources"])
     assert sized <= rules, f"{name}: sizes for unknown rules {sorted(sized - rules)}"
-    assert rules - sized - LOCAL_RULES == set(), f"{name}: rules without explicit sizes {sorted(rules - sized - LOCAL_RULES)}"
+    cpu_reports = {r for r in rules if r.startswith("report_")} - gpu_report_rules()
+    unsized = rules - sized - LOCAL_RULES - cpu_reports
+    assert unsized == set(), f"{name}: rules without explicit sizes {sorted(unsized)}"
     for rule, res in cfg["set-resources"].items():
         assert {"mem_mb", "runtime"} <= set(res), f"{name}: {rule} lacks mem_mb or runtime"
     # `threads: workflow.cores` would follow the submitting node: every such rule has explicit threads
@@ -60,6 +82,8 @@ def test_every_cluster_rule_is_sized(name):
     for rule, block in blocks.items():
         if "workflow.cores" in block:
             assert rule in cfg["set-threads"], f"{name}: {rule} takes workflow.cores; set its threads"
+    for rule in gpu_report_rules():  # the generic report rule gives GPU reports workflow.cores
+        assert rule in cfg["set-threads"], f"{name}: {rule} takes workflow.cores; set its threads"
 
 
 def test_profiles_agree_on_rules_and_partitions():
@@ -72,8 +96,13 @@ def test_profiles_agree_on_rules_and_partitions():
 
 def test_local_rules_are_local():
     blocks = rule_blocks()
+    declared = set()
+    for f in (ROOT / "workflow/rules").rglob("*.smk"):  # `localrules: a, b,` directives
+        for m in re.finditer(r"^localrules:\s*\n?((?:\s+\w+,?\s*\n?)+)", f.read_text(), flags=re.M):
+            declared |= set(re.findall(r"\w+", m.group(1)))
     for rule in LOCAL_RULES:
-        assert re.search(r"^\s+localrule: True", blocks[rule], flags=re.M), f"{rule} must be a local rule"
+        local = rule in declared or re.search(r"^\s+localrule: True", blocks[rule], flags=re.M)
+        assert local, f"{rule} must be a local rule"
 
 
 def test_smoke_profile_fits_a_two_cpu_node():

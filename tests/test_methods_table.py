@@ -64,8 +64,8 @@ def test_heldout_views_are_expanded_from_one_list():
 
 def test_heldout_run_never_trains_on_heldout_and_scores_it_as_fake(tmp_path, monkeypatch):
     index = _index(tmp_path)
+    cfg = _cfg()  # before chdir: the schema path is relative to the repository
     monkeypatch.chdir(tmp_path)
-    cfg = _cfg()
     m = run_experiment(cfg, "toy_seen", index, tmp_path / "results" / "runs" / "toy_seen", threads=1)
     assert "green" not in m["classes"] and m["n_classes"] == 3
     held = m["test"]["heldout"]

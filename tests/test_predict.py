@@ -42,7 +42,7 @@ def run(tmp_path_factory, one_torch_thread):
     rows = []
     for g, colour in COLOURS.items():
         for i in range(24):
-            data, _ = deliver_image(encode_png(Image.fromarray(_noisy(colour, rng))), POLICY)
+            data, _, _ = deliver_image(encode_png(Image.fromarray(_noisy(colour, rng))), POLICY)
             rows.append(make_row(data, "jpeg", generator=g, family=g, source="generated", prompt=f"p{i}",
                                  prompt_id=f"p{i}", prompt_source="natural"))
     index = read_metadata([write_shard(rows, tmp / "toy.parquet")])

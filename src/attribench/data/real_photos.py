@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-CAPTIONS_CSV = Path(__file__).parent / "data" / "sample_photo_captions.csv"
+CAPTIONS_CSV = Path(__file__).parent / "sample_photo_captions.csv"
 
 # source -> (importable package, folder inside it that holds the photos)
 _SOURCES = {

@@ -1,6 +1,6 @@
 """`attribench predict`: a trained run's answer for anyone's images.
 
-Each readable image is decoded (`decode_for_predict`), put in the run's delivery container (size,
+Each readable image is decoded by the one image decoder (`data.decode`, via `decode_for_predict`), put in the run's delivery container (size,
 format, quality from predict.json) and scored: top-k classes with temperature-scaled probabilities,
 and the unknown-generator decision. An image already in that container (format and size, upright) is
 used as it is: re-encoding a JPEG would add a compression the training images never had, and a run's
@@ -14,7 +14,6 @@ import glob
 import hashlib
 import io
 import json
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,18 +21,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from safetensors.torch import load_file
 
 from attribench.core import paths
+from attribench.data.decode import Undecodable, open_image
 from attribench.data.delivery import PIL_FORMATS, encode, resize_center_crop
 from attribench.data.imagedata import normalise, resize_crop
 from attribench.experiments.inference import OPENSET_FILE, PREDICT_JSON
 from attribench.training import openset
 from attribench.training.loop import load_model, torch_settings
-
-MAX_PIXELS = 89_478_485  # PIL's own default: above it an image is treated as a decompression bomb
-
 
 class BadImage(ValueError):
     """An input that cannot be predicted; `reason` is one of: zero-byte, not an image, truncated,
@@ -44,47 +41,31 @@ class BadImage(ValueError):
         self.reason = reason
 
 
-def decode_for_predict(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, bool]:
-    """Bytes -> (upright 8-bit RGB image, whether it needed any conversion). EXIF orientation applied,
-    16-bit scaled to 8 bits, palette / alpha composited on white, CMYK converted, first frame of an
-    animation. (One function, so a shared decoder can replace it.)"""
+def _reason(message: str) -> str:
+    """The skip reason of a decode failure (data.decode says why in words)."""
+    low = message.lower()
+    if "max_pixels" in low or "pixel limit" in low:
+        return "decompression bomb"
+    if "truncated" in low or "eoferror" in low or "end of file" in low:
+        return "truncated"
+    if "unidentifiedimageerror" in low or "cannot identify" in low:
+        return "not an image"
+    return "unreadable"
+
+
+def decode_for_predict(data: bytes, policy: dict | None = None) -> tuple[Image.Image, bool]:
+    """Bytes -> (upright 8-bit RGB image, whether it needed any conversion), through the one image
+    decoder (data.decode: EXIF orientation, 16-bit, palette/alpha, CMYK, first frame, size limit)."""
     if not data:
         raise BadImage("zero-byte")
-    old = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = max_pixels
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                im.seek(0)
-                im.load()
-                fmt, orientation = im.format, im.getexif().get(0x0112, 1)
-                out = ImageOps.exif_transpose(im)
-                mode = out.mode
-                out = _to_rgb(out)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise BadImage("decompression bomb", str(err)) from None
-    except UnidentifiedImageError:
-        raise BadImage("not an image") from None
-    except (OSError, SyntaxError, EOFError) as err:
-        reason = "truncated" if "truncated" in str(err).lower() or isinstance(err, EOFError) else "unreadable"
-        raise BadImage(reason, str(err)) from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
-    out.info["source_format"] = fmt
-    return out, (mode != "RGB" or orientation != 1)
-
-
-def _to_rgb(im: Image.Image) -> Image.Image:
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: keep the top 8 bits, not a clip at 255
-        return Image.fromarray((np.asarray(im, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)).convert("RGB")
-    if im.mode == "P":
-        im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "PA"):
-        im = im.convert("RGBA")
-        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, im).convert("RGB")
-    return im.convert("RGB")
+        img, notes = open_image(data, policy)
+        with Image.open(io.BytesIO(data)) as header:  # header only: the container the bytes are in
+            fmt, mode = header.format, header.mode
+    except Undecodable as err:
+        raise BadImage(_reason(str(err)), str(err)) from None
+    img.info["source_format"] = fmt
+    return img, bool(notes) or mode != "RGB"
 
 
 def deliver_for_run(data: bytes, policy: dict | None) -> bytes:
