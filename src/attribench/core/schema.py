@@ -9,9 +9,9 @@ from typing import Mapping
 import jsonschema
 import yaml
 
-# Relative to the working directory (the workflow root, where Snakemake and DVC run): the CLI reads the
-# schema of the project it is run in, not of the checkout it happened to be installed from.
-SCHEMA_PATH = Path("workflow") / "schemas" / "params.schema.yaml"
+# Shipped with the package (any install, any working directory); workflow/schemas/params.schema.yaml is a
+# link to it, where Snakemake's own `validate` and the snakemake-workflows layout expect it.
+SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
 
 
 class ConfigError(ValueError):
