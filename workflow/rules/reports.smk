@@ -29,6 +29,9 @@ for _name, _report in sorted(REPORTS.items()):
                 for kind, path in PLAN.report_outputs(_name).items()
             },
         params:
+            # the name as a param, not in the shell string: Snakemake formats the shell command when the
+            # job runs, after this loop has moved on
+            name=_name,
             settings=lambda wc, name=_name: as_json(REPORTS[name].settings(P)),
         threads: min(workflow.cores, os.cpu_count() or 1) if _report.gpu else 1
         resources:
@@ -38,4 +41,4 @@ for _name, _report in sorted(REPORTS.items()):
         log:
             f"{LOGS}/reports/{_name}.log",
         shell:
-            "attribench --config-json {CFG} --threads {threads} report %s > {log} 2>&1" % _name
+            "attribench --config-json {CFG} --threads {threads} report {params.name} > {log} 2>&1"
