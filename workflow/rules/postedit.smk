@@ -5,15 +5,15 @@ rule edit_test_images:
         unpack(lambda wc: PLAN.edit_inputs(wc.tool)),
     output:
         f"{DATA}/edits/{{tool}}/{{band}}.parquet",
-    params:
-        spec=lambda wc: as_json([P["post_editing"], P["delivery"]]),
+    log:
+        f"{LOGS}/edits/{{tool}}/{{band}}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         gpu=on_gpu(),  # inpainting runs a diffusion model (SDXL inpainting in the paper profile)
-    conda:
-        ENV
-    log:
-        f"{LOGS}/edits/{{tool}}/{{band}}.log",
+    params:
+        spec=lambda wc: as_json([P["post_editing"], P["delivery"]]),
     shell:
         "attribench --config-json {CFG} --threads {threads} edit --tool {wildcards.tool} "
         "--band {wildcards.band} --index {input.index} --out {output} > {log} 2>&1"

@@ -2,9 +2,9 @@
 rule sample_photos:
     output:
         directory("data/real/sample_photos"),
-    conda:
-        ENV
     log:
         f"{LOGS}/real/sample_photos.log",
+    conda:
+        ENV
     shell:
         "attribench --config-json {CFG} sample-photos --out {output} > {log} 2>&1"
