@@ -65,7 +65,8 @@ def imports_of(path: Path) -> list[tuple[str, int, bool, str]]:
             else:
                 visit(child, func)
                 continue
-            line = path.read_text().splitlines()[child.lineno - 1]
+            # the whole statement: a formatter may put the reason after a wrapped import's closing bracket
+            line = "\n".join(path.read_text().splitlines()[child.lineno - 1 : child.end_lineno])
             for t in targets:
                 if t.startswith("attribench"):
                     out.append((t, child.lineno, in_func, line))
