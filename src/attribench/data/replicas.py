@@ -287,9 +287,9 @@ def _clip_model(seed: int):
     cfg = CLIPConfig(
         text_config={"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
                      "vocab_size": _zoo._VOCAB, "max_position_embeddings": 77, "bos_token_id": 0, "eos_token_id": 1,
-                     "pad_token_id": 1},
+                     "pad_token_id": 1, "projection_dim": 32},
         vision_config={"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
-                       "image_size": 32, "patch_size": 16},
+                       "image_size": 32, "patch_size": 16, "projection_dim": 32},
         projection_dim=32,
     )
     with _seed(seed, "clip"):
