@@ -240,7 +240,7 @@ OTHER_KINDS = {
 }
 
 
-REPLICA_MARK = "REPLICA"  # in every folder/file metadata a replica writes outside the hub cache
+REPLICA_MARK = ".replica"  # in every folder a replica writes outside the hub cache (dotfiles are not imported)
 
 
 def _write_ref(snap: Path, revision: str) -> None:
@@ -252,8 +252,11 @@ def _write_ref(snap: Path, revision: str) -> None:
 def _fresh(cache, model_id, revision) -> Path:
     snap = snapshot_dir(cache, model_id, revision)
     if snap.exists():
+        if not (snap / REPLICA_MARK).is_file():
+            raise FileExistsError(f"{snap} is a fetched snapshot of {model_id} (no {REPLICA_MARK}); not overwriting")
         shutil.rmtree(snap)
     snap.mkdir(parents=True)
+    (snap / REPLICA_MARK).write_text(f"random-weight replica of {model_id}, for rehearsals only\n")
     return snap
 
 
@@ -428,3 +431,96 @@ def write_timm_weights(name: str, path: str | Path, seed: int = 0) -> Path:
 def build_timm_weights(cfg: dict, root: str | Path = ".", only: list[str] | None = None) -> list[Path]:
     return [write_timm_weights(name, Path(root) / file, seed=i)
             for i, (file, name) in enumerate(sorted(timm_weight_files(cfg).items())) if not only or name in only]
+
+
+# ---------------------------------------------------------- rehearsal input folders ----
+# Stand-ins for the paper's external data, in the layouts its params read, from the photos we ship.
+# Rehearsal inputs only: each folder gets a REPLICA marker, and a folder without one is never touched.
+
+
+def _replica_dir(folder: Path) -> Path:
+    if folder.exists():
+        if not (folder / REPLICA_MARK).is_file():
+            raise FileExistsError(f"{folder} holds real data (no {REPLICA_MARK} file); not overwriting")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / REPLICA_MARK).write_text("rehearsal stand-in built by `attribench build-replicas --all`; not paper data\n")
+    return folder
+
+
+def _variant(img, k: int, size: int = 256):
+    """A distinct square image per (photo, k): crop offset and flip vary, so no two files share bytes."""
+    from PIL import ImageOps
+
+    w, h = img.size
+    side = min(w, h)
+    off = (k * 37) % max(1, max(w, h) - side + 1)
+    box = (off, 0, off + side, side) if w >= h else (0, off, side, off + side)
+    out = img.convert("RGB").crop(box).resize((size, size))
+    return ImageOps.mirror(out) if k % 2 else out
+
+
+def build_rehearsal_inputs(cfg: dict, root: str | Path = ".") -> list[Path]:
+    """COCO val2017 + captions JSON, Midjourney folders (captions.csv with prompt_source), the GAN
+    folder and the external-edit folders, at the paths the profile's params name."""
+    import csv
+
+    from PIL import Image, ImageOps
+
+    from attribench.data.real_photos import sample_photo_paths
+
+    root = Path(root)
+    photos = [(Image.open(p), cap) for _, p, cap in sample_photo_paths()]
+    gens = cfg["generators"]
+    made = []
+    # COCO: val2017/<12-digit id>.jpg and annotations/captions_val2017.json (images + annotations).
+    coco_img = root / gens["real"]["path"]
+    coco_ann = root / gens["real"]["captions"]
+    _replica_dir(coco_img)
+    _replica_dir(coco_ann.parent)
+    images, anns = [], []
+    for i, (img, cap) in enumerate(photos):
+        image_id = 139 + 1000 * i
+        name = f"{image_id:012d}.jpg"
+        _variant(img, 0, 320).save(coco_img / name, "JPEG", quality=90)
+        images.append({"id": image_id, "file_name": name, "width": 320, "height": 320})
+        anns += [{"id": 10 * i + j, "image_id": image_id, "caption": c} for j, c in enumerate([cap, f"A photo: {cap.lower()}"])]
+    coco_ann.write_text(json.dumps({"info": {"description": "rehearsal stand-in"}, "images": images, "annotations": anns}))
+    made += [coco_img, coco_ann]
+    # Midjourney: renders of the benchmark's prompts, captions.csv file,caption,prompt_source.
+    for gen, spec in gens.items():
+        if spec.get("backend") != "folder" or spec.get("family") not in ("midjourney", "gan"):
+            continue
+        folder = _replica_dir(root / spec["path"])
+        rows = []
+        for k, (img, cap) in enumerate(photos[:24]):
+            im = ImageOps.posterize(_variant(img, k + 1 + sum(gen.encode()) % 7, 256), 3 if spec["family"] == "midjourney" else 5)
+            name = f"{gen}_{k:03d}.png"
+            im.save(folder / name)
+            rows.append((name, cap, "natural" if k % 2 == 0 else "creative"))
+        if spec.get("captions"):
+            with open(root / spec["captions"], "w", newline="") as f:
+                w = csv.writer(f, lineterminator="\n")
+                w.writerow(["file", "caption", "prompt_source"])
+                w.writerows(rows)
+        made.append(folder)
+    # External edits (Photoshop Generative Fill, Magnific): files named <original image_id>.<ext>,
+    # for the test images of the split the post-editing table reads; empty until that split exists.
+    index = root / "data" / cfg["profile"] / "dataset" / "index.parquet"
+    for tool, t in ((cfg.get("post_editing") or {}).get("tools") or {}).items():
+        if "folder" not in t:
+            continue
+        folder = _replica_dir(root / t["folder"])
+        if index.is_file():
+            import io
+
+            import pandas as pd
+
+            df = pd.read_parquet(index)
+            test = df[df["split"] == "test"] if "split" in df else df
+            for row in test.head(64).itertuples():
+                img = Image.open(io.BytesIO(row.image)) if hasattr(row, "image") else None
+                if img is not None:
+                    ImageOps.autocontrast(img.convert("RGB")).save(folder / f"{row.image_id}.png")
+        made.append(folder)
+    return made
