@@ -153,10 +153,10 @@ def _kandinsky_decoder(seed: int):
             resnet_time_scale_shift="scale_shift", class_embed_type=None,
         ).eval()
     with _seed(seed, "movq"):
-        movq = VQModel(
-            block_out_channels=[32, 64], down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+        movq = VQModel(  # 8x down like the real MoVQ (4 blocks), so latents are 1/8 of the image side
+            block_out_channels=[32, 32, 32, 64], down_block_types=["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
             in_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8, norm_type="spatial",
-            num_vq_embeddings=12, out_channels=3, up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
+            num_vq_embeddings=12, out_channels=3, up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3,
             vq_embed_dim=4,
         ).eval()
     sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085, beta_end=0.012,
@@ -493,7 +493,7 @@ def build_rehearsal_inputs(cfg: dict, root: str | Path = ".") -> list[Path]:
             continue
         folder = _replica_dir(root / spec["path"])
         rows = []
-        for k, (img, cap) in enumerate(photos[:24]):
+        for k, (img, cap) in enumerate(photos[:40]):  # enough for a prompt-disjoint 8/2/2 per source
             im = ImageOps.posterize(_variant(img, k + 1 + sum(gen.encode()) % 7, 256), 3 if spec["family"] == "midjourney" else 5)
             name = f"{gen}_{k:03d}.png"
             im.save(folder / name)
