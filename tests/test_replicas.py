@@ -45,8 +45,14 @@ def offline(monkeypatch):
 
 def test_paper_sd15_entry_loads_offline_from_the_replica_with_its_real_class(cache, paper_raw, one_torch_thread):
     cfg = config.resolve(paper_raw)
-    spec = {**pinned(cfg, cfg["generators"]["sd15"]), "cache_dir": str(cache), "dtype": "float32",
-            "width": 64, "height": 64, "steps": 2}  # only size, steps and dtype scaled down
+    spec = {
+        **pinned(cfg, cfg["generators"]["sd15"]),
+        "cache_dir": str(cache),
+        "dtype": "float32",
+        "width": 64,
+        "height": 64,
+        "steps": 2,
+    }  # only size, steps and dtype scaled down
     pipe = DiffusersBackend().load(spec, "cpu")
     assert type(pipe).__name__ == "StableDiffusionPipeline" and pipe.safety_checker is None
     item = RenderItem(key="p:0", prompt="a cat", prompt_id="p", prompt_source="natural", image_index=0, seed=1)
@@ -59,18 +65,26 @@ def test_the_replica_ships_a_safety_checker_that_the_backend_turns_off(cache, pa
 
     cfg = config.resolve(paper_raw)
     rev = hub.revision(cfg, "SimianLuo/LCM_Dreamshaper_v7")
-    raw_pipe = diffusers.LatentConsistencyModelPipeline.from_pretrained("SimianLuo/LCM_Dreamshaper_v7", revision=rev, cache_dir=str(cache))
+    raw_pipe = diffusers.LatentConsistencyModelPipeline.from_pretrained(
+        "SimianLuo/LCM_Dreamshaper_v7", revision=rev, cache_dir=str(cache)
+    )
     assert raw_pipe.safety_checker is not None  # what the paper entry got before the fix
     spec = {**pinned(cfg, cfg["generators"]["lcm_4step"]), "cache_dir": str(cache), "dtype": "float32"}
     assert DiffusersBackend().load(spec, "cpu").safety_checker is None
 
 
 def test_reverting_the_hub_id_fix_fails(cache, paper_raw):
-    old = deep_merge(paper_raw, {"profiles": {"paper": {"generators": {"sd15": {"model": "runwayml/stable-diffusion-v1-5"}}}}})
+    old = deep_merge(
+        paper_raw, {"profiles": {"paper": {"generators": {"sd15": {"model": "runwayml/stable-diffusion-v1-5"}}}}}
+    )
     with pytest.raises(ConfigError, match="runwayml/stable-diffusion-v1-5"):
         config.resolve(old)  # not pinned anywhere
-    spec = {**config.resolve(paper_raw)["generators"]["sd15"], "model": "runwayml/stable-diffusion-v1-5",
-            "cache_dir": str(cache), "dtype": "float32"}
+    spec = {
+        **config.resolve(paper_raw)["generators"]["sd15"],
+        "model": "runwayml/stable-diffusion-v1-5",
+        "cache_dir": str(cache),
+        "dtype": "float32",
+    }
     with pytest.raises(OSError):  # and not loadable: the id does not exist (offline: not in the cache)
         DiffusersBackend().load(spec, "cpu")
 
@@ -88,7 +102,9 @@ def test_fetch_models_verifies_present_ids_and_names_a_missing_file(cache, paper
     weights = next(unet.glob("*.safetensors"))
     moved = weights.rename(weights.with_suffix(".away"))
     try:
-        with pytest.raises(FileNotFoundError, match=rf"hub model {SD15}@\w+ is not complete.*'unet' has no weight file"):
+        with pytest.raises(
+            FileNotFoundError, match=rf"hub model {SD15}@\w+ is not complete.*'unet' has no weight file"
+        ):
             hub.fetch_models(cfg, cache, download=False)
     finally:
         moved.rename(weights)
@@ -103,8 +119,13 @@ def test_unconfirmed_revisions_stop_fetch_naming_each_id():
 # ------------------------------------------------ every other paper hub id, timm files, input folders ----
 
 TWO_STAGE_IDS = ["stabilityai/stable-cascade", "kandinsky-community/kandinsky-2-1"]
-TRANSFORM_IDS = ["diffusers/stable-diffusion-xl-1.0-inpainting-0.1", "prs-eth/marigold-normals-v1-1",
-                 "prs-eth/marigold-iid-lighting-v1-1", "LiheYoung/depth-anything-small-hf", "openai/clip-vit-base-patch16"]
+TRANSFORM_IDS = [
+    "diffusers/stable-diffusion-xl-1.0-inpainting-0.1",
+    "prs-eth/marigold-normals-v1-1",
+    "prs-eth/marigold-iid-lighting-v1-1",
+    "LiheYoung/depth-anything-small-hf",
+    "openai/clip-vit-base-patch16",
+]
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +149,15 @@ def test_every_hub_id_of_the_paper_profile_has_a_replica_builder(paper_raw):
 @pytest.mark.parametrize("gen", ["stable_cascade", "kandinsky21"])
 def test_two_stage_entries_load_both_repos_at_their_own_pins_and_render(cache2, paper_raw, gen, one_torch_thread):
     cfg = config.resolve(paper_raw)
-    spec = {**pinned(cfg, cfg["generators"][gen]), "cache_dir": str(cache2), "dtype": "float32",
-            "width": 128 if gen == "stable_cascade" else 64, "height": 128 if gen == "stable_cascade" else 64,
-            "steps": 2, "prior_steps": 2}  # only scale changes
+    spec = {
+        **pinned(cfg, cfg["generators"][gen]),
+        "cache_dir": str(cache2),
+        "dtype": "float32",
+        "width": 128 if gen == "stable_cascade" else 64,
+        "height": 128 if gen == "stable_cascade" else 64,
+        "steps": 2,
+        "prior_steps": 2,
+    }  # only scale changes
     pipe = DiffusersBackend().load(spec, "cpu")
     assert type(pipe).__name__ == cfg["generators"][gen]["pipeline"]
     item = RenderItem(key="p:0", prompt="a cat", prompt_id="p", prompt_source="natural", image_index=0, seed=1)
@@ -149,8 +176,9 @@ def test_reverting_the_stable_cascade_fixes_fails(cache2, paper_raw, monkeypatch
     # 1. loading as before (the combined class's own from_pretrained at the pinned revision): the prior
     #    repo its model card names is asked for at the decoder's commit, which it does not have.
     with pytest.raises((OSError, ValueError)):
-        diffusers.StableCascadeCombinedPipeline.from_pretrained(spec["model"], revision=spec["revision"],
-                                                                cache_dir=str(cache2))
+        diffusers.StableCascadeCombinedPipeline.from_pretrained(
+            spec["model"], revision=spec["revision"], cache_dir=str(cache2)
+        )
     # 2. per-stage settings: without prior_steps / prior_guidance the call is refused, and with the
     #    old mapping (guidance -> guidance_scale) the pipeline has no such parameter.
     pipe = DiffusersBackend().load(spec, "cpu")
@@ -158,12 +186,16 @@ def test_reverting_the_stable_cascade_fixes_fails(cache2, paper_raw, monkeypatch
     no_prior = {k: v for k, v in spec.items() if k not in ("prior_steps", "prior_guidance")}
     with pytest.raises(db.UnsupportedSetting, match="two-stage"):
         db.call_settings("StableCascadeCombinedPipeline", params, no_prior, "stable_cascade")
-    monkeypatch.setattr(db, "TWO_STAGE", {k: v for k, v in db.TWO_STAGE.items() if k != "StableCascadeCombinedPipeline"})
+    monkeypatch.setattr(
+        db, "TWO_STAGE", {k: v for k, v in db.TWO_STAGE.items() if k != "StableCascadeCombinedPipeline"}
+    )
     with pytest.raises(db.UnsupportedSetting, match="has no 'guidance_scale'"):
         db.call_settings("StableCascadeCombinedPipeline", params, no_prior, "stable_cascade")
 
 
-def test_transform_and_text_encoder_replicas_load_offline_with_their_real_classes(cache2, monkeypatch, one_torch_thread):
+def test_transform_and_text_encoder_replicas_load_offline_with_their_real_classes(
+    cache2, monkeypatch, one_torch_thread
+):
     import numpy as np
 
     from attribench.models.text_encoders import CLIPText
@@ -174,7 +206,12 @@ def test_transform_and_text_encoder_replicas_load_offline_with_their_real_classe
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache2))
     imgs = (np.random.default_rng(0).random((1, 64, 64, 3)) * 255).astype(np.uint8)
     meta = BatchMeta.build(imgs, ids=["a"], prompts=["a cat"])
-    for fn, kw in [(learned.depth, {}), (learned.normals, {}), (learned.albedo, {}), (inpaint.inpaint, {"band": "small", "steps": 2})]:
+    for fn, kw in [
+        (learned.depth, {}),
+        (learned.normals, {}),
+        (learned.albedo, {}),
+        (inpaint.inpaint, {"band": "small", "steps": 2}),
+    ]:
         assert fn(imgs, meta, **kw).shape == imgs.shape
     clip = CLIPText(resolve_weights("openai/clip-vit-base-patch16"))
     assert type(clip.model).__name__ == "CLIPTextModelWithProjection"

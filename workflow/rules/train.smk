@@ -1,5 +1,6 @@
 import os
 
+
 # One job per named experiment; a table aggregates the runs it names, so `results/table2.csv`
 # trains only what table 2 needs.
 rule train:
@@ -9,20 +10,24 @@ rule train:
         metrics="results/runs/{experiment}/metrics.json",
         model="results/runs/{experiment}/model.safetensors",
         predict="results/runs/{experiment}/predict.json",  # temperature, thresholds: `attribench predict`
-        reliability=report("results/runs/{experiment}/reliability.png", caption="../report/reliability.rst",
-                           category="Calibration", subcategory="{experiment}"),
-    params:
-        spec=lambda wc: as_json(experiment_spec(P, wc.experiment)),
+        reliability=report(
+            "results/runs/{experiment}/reliability.png",
+            caption="../report/reliability.rst",
+            category="Calibration",
+            subcategory="{experiment}",
+        ),
+    log:
+        f"{LOGS}/train/{{experiment}}.log",
+    conda:
+        ENV
     # All the cores to one training at a time: torch threads oversubscribed across parallel
     # jobs slow small models down many times over. Never more than this machine has (--cores 8 on 2
     # cores would reserve 8 and start 8 torch threads); the CLI gets exactly these.
     threads: min(workflow.cores, os.cpu_count() or 1)
     resources:
         gpu=lambda wc: int(experiment_spec(P, wc.experiment)["training"].get("device", "cpu") != "cpu"),
-    conda:
-        ENV
-    log:
-        f"{LOGS}/train/{{experiment}}.log",
+    params:
+        spec=lambda wc: as_json(experiment_spec(P, wc.experiment)),
     shell:
         "attribench --config-json {CFG} --threads {threads} train --experiment {wildcards.experiment} "
         "--index {input.index} --out results/runs/{wildcards.experiment} > {log} 2>&1"

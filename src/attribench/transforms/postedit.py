@@ -37,13 +37,26 @@ def _redeliver(data: bytes, policy: dict) -> bytes:
 def derived_row(parent: dict, data: bytes, policy: dict, transform: dict, source: str = "edited") -> dict:
     """A derived image row: re-delivered bytes, the parent's provenance, `parent_id` = the original."""
     prov = {k: parent[k] for k in META_COLUMNS if k in parent and k not in ("image_id", "format")}
-    prov.update(parent_id=parent["image_id"], source=source, transform=json.dumps(transform, sort_keys=True),
-                delivery=json.dumps(policy, sort_keys=True), width=policy["size"], height=policy["size"])
+    prov.update(
+        parent_id=parent["image_id"],
+        source=source,
+        transform=json.dumps(transform, sort_keys=True),
+        delivery=json.dumps(policy, sort_keys=True),
+        width=policy["size"],
+        height=policy["size"],
+    )
     return make_row(_redeliver(data, policy), policy["format"], **prov)
 
 
-def transform_rows(cfg: dict, rows: pd.DataFrame, spec: dict, out: str | Path, record: dict,
-                   source: str | None = None, batch_size: int = 32) -> Path:
+def transform_rows(
+    cfg: dict,
+    rows: pd.DataFrame,
+    spec: dict,
+    out: str | Path,
+    record: dict,
+    source: str | None = None,
+    batch_size: int = 32,
+) -> Path:
     """Derived shard of `rows` under transform `spec`, re-delivered; `record` goes into `transform`,
     `source` replaces the parent's (None keeps it)."""
     from attribench.transforms import encode  # every transform plugin (torch): only when images are edited
@@ -54,9 +67,13 @@ def transform_rows(cfg: dict, rows: pd.DataFrame, spec: dict, out: str | Path, r
     for start in range(0, len(records), batch_size):
         batch = records[start : start + batch_size]
         pixels = np.stack([np.asarray(decode(images[r["image_id"]])) for r in batch])
-        blobs, _ = encode(spec, pixels, ids=[r["image_id"] for r in batch], prompts=[r.get("prompt") or "" for r in batch])
-        out_rows += [derived_row(r, b, cfg["delivery"], record, source=source or r.get("source") or "generated")
-                     for r, b in zip(batch, blobs)]
+        blobs, _ = encode(
+            spec, pixels, ids=[r["image_id"] for r in batch], prompts=[r.get("prompt") or "" for r in batch]
+        )
+        out_rows += [
+            derived_row(r, b, cfg["delivery"], record, source=source or r.get("source") or "generated")
+            for r, b in zip(batch, blobs)
+        ]
     return write_shard(out_rows, out)
 
 
@@ -80,9 +97,9 @@ def import_external_edits(cfg: dict, tool: str, index_path: str | Path, out: str
         if why or path.stem not in parents:
             log.warning("%s: skipped %s: %s", tool, path, why or "no test image has this id")
             continue
-        out_rows.append(derived_row(parents[path.stem], path.read_bytes(), cfg["delivery"], {"tool": tool, "file": path.name}))
+        out_rows.append(
+            derived_row(parents[path.stem], path.read_bytes(), cfg["delivery"], {"tool": tool, "file": path.name})
+        )
     if not out_rows:
         raise ValueError(f"{tool}: no edited file in {folder} is named after a test image id")
     return write_shard(out_rows, out)
-
-
