@@ -134,3 +134,18 @@ class StandIn:
 def openai_standin():
     with StandIn() as s:
         yield s
+
+
+if (
+    __name__ == "__main__"
+):  # a standalone server for scripts (.ci/rehearsal.sh): prints its base URL, serves until killed
+    import sys
+    import time
+
+    with StandIn() as s:
+        print(s.url, flush=True)
+        if len(sys.argv) > 1:
+            with open(sys.argv[1], "w") as f:
+                f.write(s.url)
+        while True:
+            time.sleep(3600)

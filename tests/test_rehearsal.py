@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from attribench.core import config
+from attribench.core.rehearsal import stand_in_revision
 from attribench.core.schema import ConfigError, deep_merge
 from attribench.data.plan import plan
 
@@ -38,7 +39,12 @@ def test_rehearsal_keeps_every_entry_and_setting_and_only_scales(raw):
     assert reh["profile"] == "paper-rehearsal"  # its own data/ tree
     assert reh["generators"].keys() == paper["generators"].keys()
     assert reh["experiments"] == paper["experiments"] and reh["tables"] == paper["tables"]
-    assert reh["hub_models"] == paper["hub_models"]
+    assert reh["hub_models"].keys() == paper["hub_models"].keys()
+    for model, pin in paper["hub_models"].items():  # confirmed pins stay; null ones get a stand-in revision
+        want = pin["revision"] or stand_in_revision(model)
+        assert reh["hub_models"][model]["revision"] == want and reh["hub_models"][model].get("stand_in") == (
+            pin["revision"] is None
+        )
     for gen, spec in paper["generators"].items():
         assert {k: spec.get(k) for k in IDENTITY} == {k: reh["generators"][gen].get(k) for k in IDENTITY}, gen
     for name in paper["datasets"]:

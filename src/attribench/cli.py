@@ -15,7 +15,10 @@ from attribench.core import config as config_mod
 def _cfg(args) -> dict:
     if args.config_json:  # written by the Snakefile: already merged and validated
         return json.loads(Path(args.config_json).read_text())
-    return config_mod.load(args.params, {"profile": args.profile} if args.profile else None)
+    overrides = {"profile": args.profile} if args.profile else {}
+    if getattr(args, "rehearsal", False):
+        overrides["rehearsal"] = True
+    return config_mod.load(args.params, overrides or None)
 
 
 def cmd_validate(args, cfg):
@@ -85,10 +88,13 @@ def cmd_fetch_models(args, cfg):
 
 def cmd_build_replicas(args, cfg):
     from attribench.core import paths  # per command: a job imports only what it runs
-    from attribench.data.replicas import build_replicas  # per command: a job imports only what it runs
+    from attribench.data import replicas  # per command: a job imports only what it runs
 
-    for snap in build_replicas(cfg, args.cache or paths.HUB_CACHE, args.only):
+    for snap in replicas.build_replicas(cfg, args.cache or paths.HUB_CACHE, args.only):
         print(snap)
+    if args.all:  # rehearsal inputs: real-size timm weight files (random) and the external data folders
+        for path in [*replicas.build_timm_weights(cfg), *replicas.build_rehearsal_inputs(cfg)]:
+            print(path)
 
 
 def cmd_prompts(args, cfg):
@@ -202,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default=str(config_mod.DEFAULT_PARAMS), help="params.yaml to read")
     p.add_argument("--profile", help="override params' profile (smoke | paper)")
     p.add_argument("--config-json", help="an already-resolved config (the Snakefile passes this)")
+    p.add_argument("--rehearsal", action="store_true", help="the profile's rehearsal (as --config rehearsal=true)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (Snakemake passes the job's threads)")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
@@ -230,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--cache", help="hub cache (default models/hub)")
     sp.add_argument("--only", nargs="*", help="these hub ids only")
+    sp.add_argument(
+        "--all",
+        action="store_true",
+        help="also timm weight files (random, ~2.2 GB for paper) and the "
+        "COCO / Midjourney / GAN / edit folders under data/external (rehearsal inputs; never over real data)",
+    )
     add("prompts", cmd_prompts, "write one prompt set to Parquet", "source", "out")
     add("build-zoo", cmd_build_zoo, "build one tiny seeded diffusers pipeline and save_pretrained it", "name", "out")
     add("sample-photos", cmd_sample_photos, "export the real photos that ship inside installed wheels", "out")

@@ -8,6 +8,8 @@ Its data lives under data/<profile>-rehearsal, so it never mixes with the real r
 
 from __future__ import annotations
 
+import hashlib
+
 from attribench.core.schema import ConfigError, deep_merge
 
 SCALE_KEYS = {
@@ -58,4 +60,13 @@ def rehearse(cfg: dict, block: dict | None, profile: str) -> dict:
     out = deep_merge(cfg, block)
     out["profile"] = f"{profile}-rehearsal"
     out["rehearsal"] = True
+    for model, pin in (out.get("hub_models") or {}).items():
+        if pin.get("revision") is None:  # not confirmed yet: the replica stands at a revision no real repo has
+            out["hub_models"][model] = {**pin, "revision": stand_in_revision(model), "stand_in": True}
     return out
+
+
+def stand_in_revision(model: str) -> str:
+    """The revision a rehearsal uses for a hub id whose real pin is still null (sha1 of "rehearsal:<id>"):
+    40 hex digits like a commit id, never one on the hub, so a replica never poses as fetched weights."""
+    return hashlib.sha1(f"rehearsal:{model}".encode()).hexdigest()

@@ -10,11 +10,13 @@ Built from the smoke zoo's tiny components (attribench.data.zoo). Repos that shi
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 from attribench.core.hp_studies import all_study_generators
-from attribench.core.hub import is_hub_id, revision
+from attribench.core.hub import is_hub_id, referenced, revision
+from attribench.data import zoo as _zoo
 from attribench.data.zoo import build_pipeline
 
 # pipeline class -> zoo family; the replica is that family's tiny pipeline (same class and components).
@@ -45,40 +47,480 @@ def _tiny_safety_checker():
     return Checker(cfg), CLIPImageProcessor(crop_size=32, size={"shortest_edge": 32})
 
 
-def build_replica(model_id: str, revision: str, pipeline: str, cache: str | Path, seed: int = 0,
-                  variant: str | None = None, resolution: int = 64) -> Path:
-    """Write the replica of `model_id` at `revision` into the hub cache; returns the snapshot dir."""
-    if pipeline not in FAMILY_OF:
-        raise NotImplementedError(f"no replica builder for {pipeline} ({model_id}); replicas exist for {sorted(FAMILY_OF)}")
-    pipe = build_pipeline(FAMILY_OF[pipeline], seed=seed, resolution=resolution)
-    if model_id.startswith(WITH_SAFETY_CHECKER):
-        checker, extractor = _tiny_safety_checker()
-        pipe.register_modules(safety_checker=checker, feature_extractor=extractor)
-        pipe.register_to_config(requires_safety_checker=True)
-    snap = snapshot_dir(cache, model_id, revision)
-    if snap.exists():
-        shutil.rmtree(snap)
-    pipe.save_pretrained(snap, variant=variant)
+# ------------------------------------------------- builders beyond the zoo families ----
+# Tiny configs after diffusers' own fast tests (get_dummy_components), tokenizers built locally.
+
+
+def _seed(seed: int, part: str):
+    return _zoo._seeded(seed, "replica", part)
+
+
+def _clip_vision(seed: int, image_size: int = 32, projection_dim: int = 32):
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    cfg = CLIPVisionConfig(hidden_size=32, image_size=image_size, projection_dim=projection_dim, intermediate_size=37,
+                           num_attention_heads=4, num_channels=3, num_hidden_layers=2, patch_size=8)
+    with _seed(seed, "image_encoder"):
+        return CLIPVisionModelWithProjection(cfg).eval()
+
+
+def _clip_processor(size: int = 32):
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(crop_size=size, size={"shortest_edge": size})
+
+
+def _cascade_prior(seed: int):
+    from diffusers import DDPMWuerstchenScheduler, StableCascadePriorPipeline, StableCascadeUNet
+
+    with _seed(seed, "prior"):
+        prior = StableCascadeUNet(
+            in_channels=16, out_channels=16, conditioning_dim=32, block_out_channels=(32, 32),
+            num_attention_heads=(2, 2), down_num_layers_per_block=(1, 1), up_num_layers_per_block=(1, 1),
+            clip_text_in_channels=32, clip_text_pooled_in_channels=32, clip_image_in_channels=32,
+            switch_level=(False,), dropout=(0.0, 0.0),
+        ).eval()
+    return StableCascadePriorPipeline(
+        tokenizer=_zoo._clip_tokenizer(), text_encoder=_zoo._clip_text(seed, "cascade_prior", "text_encoder", True),
+        prior=prior, scheduler=DDPMWuerstchenScheduler(), image_encoder=_clip_vision(seed),
+        feature_extractor=_clip_processor(),
+    )
+
+
+def _cascade_decoder(seed: int):
+    from diffusers import DDPMWuerstchenScheduler, StableCascadeDecoderPipeline, StableCascadeUNet
+    from diffusers.pipelines.deprecated.wuerstchen.modeling_paella_vq_model import PaellaVQModel
+
+    block = ("SDCascadeResBlock", "SDCascadeTimestepBlock")
+    with _seed(seed, "decoder"):
+        decoder = StableCascadeUNet(
+            in_channels=4, out_channels=4, conditioning_dim=32, block_out_channels=(16, 32),
+            num_attention_heads=(0, 2), down_num_layers_per_block=(1, 1), up_num_layers_per_block=(1, 1),
+            down_blocks_repeat_mappers=(1, 1), up_blocks_repeat_mappers=(2, 2),
+            block_types_per_layer=(block, (*block, "SDCascadeAttnBlock")), clip_text_pooled_in_channels=32,
+            effnet_in_channels=16, pixel_mapper_in_channels=3, dropout=(0.0, 0.0), timestep_conditioning_type=("sca",),
+            self_attn=True, switch_level=None,
+        ).eval()
+    with _seed(seed, "vqgan"):
+        vqgan = PaellaVQModel(bottleneck_blocks=1, num_vq_embeddings=2, embed_dim=8, latent_channels=4).eval()
+    return StableCascadeDecoderPipeline(
+        decoder=decoder, tokenizer=_zoo._clip_tokenizer(),
+        text_encoder=_zoo._clip_text(seed, "cascade_decoder", "text_encoder", True),
+        scheduler=DDPMWuerstchenScheduler(), vqgan=vqgan,
+    )
+
+
+def _xlm_tokenizer():
+    from transformers import XLMRobertaTokenizer
+
+    pieces = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    pieces += [("▁" + w, -5.0) for w in _zoo._WORDS]
+    pieces += [(c, -8.0) for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?'\"-()/&"]
+    return XLMRobertaTokenizer(vocab=pieces + [("<mask>", 0.0)], model_max_length=77)
+
+
+def _kandinsky_prior(seed: int):
+    from diffusers import KandinskyPriorPipeline, PriorTransformer, UnCLIPScheduler
+
+    with _seed(seed, "prior"):
+        prior = PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=32, num_layers=1).eval()
+    return KandinskyPriorPipeline(
+        prior=prior, image_encoder=_clip_vision(seed, image_size=224 // 7, projection_dim=32),
+        text_encoder=_zoo._clip_text(seed, "kandinsky_prior", "text_encoder", True), tokenizer=_zoo._clip_tokenizer(),
+        scheduler=UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=1000,
+                                  clip_sample=True, clip_sample_range=10.0),
+        image_processor=_clip_processor(),
+    )
+
+
+def _kandinsky_decoder(seed: int):
+    from diffusers import DDIMScheduler, KandinskyPipeline, UNet2DConditionModel, VQModel
+    from diffusers.pipelines.kandinsky.text_encoder import MCLIPConfig, MultilingualCLIP
+
+    tok = _xlm_tokenizer()
+    with _seed(seed, "text_encoder"):
+        text_encoder = MultilingualCLIP(MCLIPConfig(
+            numDims=32, transformerDimensions=32, hidden_size=32, intermediate_size=37, num_attention_heads=4,
+            num_hidden_layers=2, vocab_size=len(tok), max_position_embeddings=80, pad_token_id=tok.pad_token_id,
+        )).eval()
+    with _seed(seed, "unet"):
+        unet = UNet2DConditionModel(
+            in_channels=4, out_channels=8, addition_embed_type="text_image",
+            down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+            up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+            mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=(32, 64), layers_per_block=1,
+            encoder_hid_dim=32, encoder_hid_dim_type="text_image_proj", cross_attention_dim=32, attention_head_dim=4,
+            resnet_time_scale_shift="scale_shift", class_embed_type=None,
+        ).eval()
+    with _seed(seed, "movq"):
+        movq = VQModel(  # 8x down like the real MoVQ (4 blocks), so latents are 1/8 of the image side
+            block_out_channels=[32, 32, 32, 64], down_block_types=["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
+            in_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8, norm_type="spatial",
+            num_vq_embeddings=12, out_channels=3, up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3,
+            vq_embed_dim=4,
+        ).eval()
+    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085, beta_end=0.012,
+                          clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon",
+                          thresholding=False)
+    return KandinskyPipeline(text_encoder=text_encoder, tokenizer=tok, unet=unet, scheduler=sched, movq=movq)
+
+
+def _sdxl_inpaint(seed: int):
+    from diffusers import StableDiffusionXLInpaintPipeline
+
+    base = build_pipeline("sdxl", seed=seed, resolution=64)
+    cfg = dict(base.unet.config)
+    cfg["in_channels"] = 9  # the inpainting UNet: latents + mask + masked-image latents
+    with _seed(seed, "inpaint_unet"):
+        unet = type(base.unet).from_config(cfg).eval()
+    parts = {k: v for k, v in base.components.items() if k != "unet"}
+    return StableDiffusionXLInpaintPipeline(**{**parts, "unet": unet, "image_encoder": None, "feature_extractor": None,
+                                               "add_watermarker": False})
+
+
+def _marigold(seed: int, kind: str):
+    import diffusers
+    from diffusers import DDIMScheduler
+
+    base = build_pipeline("sd", seed=seed, resolution=64)
+    targets = 3 if kind == "MarigoldIntrinsicsPipeline" else 1  # lighting model: albedo, shading, residual
+    cfg = dict(base.unet.config)
+    cfg.update(in_channels=4 + 4 * targets, out_channels=4 * targets)
+    with _seed(seed, "marigold_unet"):
+        unet = type(base.unet).from_config(cfg).eval()
+    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                          clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="v_prediction",
+                          timestep_spacing="trailing")
+    kwargs = dict(unet=unet, vae=base.vae, scheduler=sched, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
+                  default_denoising_steps=1, default_processing_resolution=64)
+    if kind == "MarigoldIntrinsicsPipeline":
+        kwargs.update(prediction_type="intrinsics", target_properties={
+            "target_names": ["albedo", "shading", "residual"],
+            "albedo": {"prediction_space": "srgb", "up_to_scale": False},
+            "shading": {"prediction_space": "linear", "up_to_scale": True},
+            "residual": {"prediction_space": "linear", "up_to_scale": True},
+        })
+    else:
+        kwargs.update(prediction_type="normals", use_full_z_range=True)
+    return getattr(diffusers, kind)(**kwargs)
+
+
+def _depth_anything(seed: int):
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, DPTImageProcessor
+    from transformers import Dinov2Config
+
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37,
+                            image_size=56, patch_size=14, out_features=["stage1", "stage2", "stage3", "stage4"],
+                            reshape_hidden_states=False)
+    cfg = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32, patch_size=14,
+                              neck_hidden_sizes=[16, 32, 32, 32], fusion_hidden_size=16, head_hidden_size=16)
+    with _seed(seed, "depth"):
+        model = DepthAnythingForDepthEstimation(cfg).eval()
+    proc = DPTImageProcessor(do_resize=True, size={"height": 56, "width": 56}, keep_aspect_ratio=True,
+                             ensure_multiple_of=14, resample=3, do_pad=False,
+                             image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    return model, proc
+
+
+def _clip_text_encoder(seed: int):
+    return _zoo._clip_text(seed, "clip_text", "text_encoder", True), _zoo._clip_tokenizer()
+
+
+# Two-stage pipelines: the decoder repo's model card names its prior repo (`prior: [<id>]`), which
+# `<Combined>.from_pretrained` follows. Both real repos are `<decoder id>-prior`.
+DECODER_OF = {"StableCascadeCombinedPipeline": _cascade_decoder, "KandinskyCombinedPipeline": _kandinsky_decoder}
+PRIOR_OF = {"StableCascadeCombinedPipeline": _cascade_prior, "KandinskyCombinedPipeline": _kandinsky_prior}
+# Hub ids loaded by transforms and text features (not generators): id -> what the real repo holds.
+OTHER_KINDS = {
+    "diffusers/stable-diffusion-xl-1.0-inpainting-0.1": "StableDiffusionXLInpaintPipeline",
+    "prs-eth/marigold-normals-v1-1": "MarigoldNormalsPipeline",
+    "prs-eth/marigold-iid-lighting-v1-1": "MarigoldIntrinsicsPipeline",
+    "LiheYoung/depth-anything-small-hf": "DepthAnythingForDepthEstimation",
+    "openai/clip-vit-base-patch16": "CLIPModel",
+}
+
+
+REPLICA_MARK = ".replica"  # in every folder a replica writes outside the hub cache (dotfiles are not imported)
+
+
+def _write_ref(snap: Path, revision: str) -> None:
     refs = snap.parent.parent / "refs"
     refs.mkdir(parents=True, exist_ok=True)
     (refs / "main").write_text(revision)
+
+
+def _fresh(cache, model_id, revision) -> Path:
+    snap = snapshot_dir(cache, model_id, revision)
+    if snap.exists():
+        if not (snap / REPLICA_MARK).is_file():
+            raise FileExistsError(f"{snap} is a fetched snapshot of {model_id} (no {REPLICA_MARK}); not overwriting")
+        shutil.rmtree(snap)
+    snap.mkdir(parents=True)
+    (snap / REPLICA_MARK).write_text(f"random-weight replica of {model_id}, for rehearsals only\n")
     return snap
 
 
+def _save(obj, snap: Path, variant: str | None) -> None:
+    if hasattr(obj, "components"):  # a diffusers pipeline
+        obj.save_pretrained(snap, variant=variant)
+    else:
+        for part in obj if isinstance(obj, tuple) else (obj,):
+            part.save_pretrained(snap)
+
+
+def _tiny(kind: str, seed: int, resolution: int):
+    if kind in FAMILY_OF:
+        return build_pipeline(FAMILY_OF[kind], seed=seed, resolution=resolution)
+    if kind == "StableDiffusionXLInpaintPipeline":
+        return _sdxl_inpaint(seed)
+    if kind.startswith("Marigold"):
+        return _marigold(seed, kind)
+    if kind == "DepthAnythingForDepthEstimation":
+        return _depth_anything(seed)
+    if kind == "CLIPModel":
+        return _clip_model(seed)
+    raise NotImplementedError(f"no replica builder for {kind}; replicas exist for "
+                              f"{sorted([*FAMILY_OF, *DECODER_OF, *set(OTHER_KINDS.values())])}")
+
+
+def _clip_model(seed: int):
+    """openai/clip-vit-base-patch16 holds a whole CLIPModel + tokenizer; the text features load its text half."""
+    from transformers import CLIPConfig, CLIPModel
+
+    cfg = CLIPConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+                     "vocab_size": _zoo._VOCAB, "max_position_embeddings": 77, "bos_token_id": 0, "eos_token_id": 1,
+                     "pad_token_id": 1, "projection_dim": 32},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+                       "image_size": 32, "patch_size": 16, "projection_dim": 32},
+        projection_dim=32,
+    )
+    with _seed(seed, "clip"):
+        model = CLIPModel(cfg).eval()
+    return model, _zoo._clip_tokenizer(), _clip_processor()
+
+
+def build_replica(model_id: str, revision: str, pipeline: str, cache: str | Path, seed: int = 0,
+                  variant: str | None = None, resolution: int = 64, prior: tuple[str, str] | None = None) -> Path:
+    """Write the replica of `model_id` at `revision` into the hub cache; returns the snapshot dir.
+    Combined pipelines: `prior` = (prior id, its revision); the decoder repo's model card names it."""
+    snap = _fresh(cache, model_id, revision)
+    if pipeline in DECODER_OF:
+        if prior is None:
+            raise ValueError(f"{model_id}: {pipeline} needs its prior repo (id, revision)")
+        prior_snap = _fresh(cache, prior[0], prior[1])
+        _save(PRIOR_OF[pipeline](seed), prior_snap, variant)
+        _write_ref(prior_snap, prior[1])
+        _save(DECODER_OF[pipeline](seed), snap, variant)
+        _as_hub_index(snap)
+        (snap / "README.md").write_text(f"---\nprior:\n- {prior[0]}\nlicense: other\n---\n# replica of {model_id}\n")
+    else:
+        pipe = _tiny(pipeline, seed, resolution)
+        if model_id.startswith(WITH_SAFETY_CHECKER):
+            checker, extractor = _tiny_safety_checker()
+            pipe.register_modules(safety_checker=checker, feature_extractor=extractor)
+            pipe.register_to_config(requires_safety_checker=True)
+        _save(pipe, snap, variant)
+    _write_ref(snap, revision)
+    return snap
+
+
+def _as_hub_index(snap: Path) -> None:
+    """model_index.json as the hub repo has it: Stable Cascade's vqgan is ["wuerstchen", "PaellaVQModel"]
+    (today's diffusers keeps the class under a deprecated module and would write "diffusers")."""
+    index = snap / "model_index.json"
+    spec = json.loads(index.read_text())
+    if spec.get("vqgan") == ["diffusers", "PaellaVQModel"]:
+        spec["vqgan"] = ["wuerstchen", "PaellaVQModel"]
+        index.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+
+
+def prior_id(model_id: str) -> str:
+    return f"{model_id}-prior"
+
+
 def targets(cfg: dict) -> dict[str, str]:
-    """{hub id: pipeline class} for every diffusers generator and study class that loads a hub id."""
+    """{hub id: pipeline / model class} for every hub id the profile loads (priors come with their decoder)."""
     out: dict[str, str] = {}
     for spec in {**cfg["generators"], **all_study_generators(cfg)}.values():
         if spec.get("backend") == "diffusers" and is_hub_id(spec["model"]):
             out.setdefault(spec["model"], spec.get("pipeline", "DiffusionPipeline"))
+    for model in referenced(cfg):
+        if model in OTHER_KINDS:
+            out.setdefault(model, OTHER_KINDS[model])
     return out
 
 
 def build_replicas(cfg: dict, cache: str | Path, only: list[str] | None = None) -> list[Path]:
     made = []
-    for i, (model, pipeline) in enumerate(sorted(targets(cfg).items())):
+    pins = cfg.get("hub_models") or {}
+    todo = targets(cfg)
+    priors = {prior_id(m) for m, p in todo.items() if p in DECODER_OF}
+    missing = sorted(set(pins) - set(todo) - priors)
+    if missing and not only:
+        raise NotImplementedError(f"hub_models ids without a replica builder: {missing}")
+    for i, (model, pipeline) in enumerate(sorted(todo.items())):
         if only and model not in only:
             continue
-        pin = cfg["hub_models"][model]
-        made.append(build_replica(model, revision(cfg, model), pipeline, cache, seed=i, variant=pin.get("variant")))
+        pin = pins.get(model, {})
+        prior = (prior_id(model), revision(cfg, prior_id(model))) if pipeline in DECODER_OF else None
+        snap = build_replica(model, revision(cfg, model), pipeline, cache, seed=i, variant=pin.get("variant"), prior=prior)
+        made.append(snap)
+        if pin.get("local_dir"):  # fetch_models also materialises these ids as a plain folder
+            local = Path(pin["local_dir"])
+            if local.exists():
+                if not (local / REPLICA_MARK).is_file():
+                    raise FileExistsError(f"{local} holds real files of {model} (no {REPLICA_MARK}); not overwriting")
+                shutil.rmtree(local)
+            shutil.copytree(snap, local)
+            (local / REPLICA_MARK).write_text(f"random-weight replica of {model}, for rehearsals only\n")
+            made.append(local)
+    return made
+
+
+# ------------------------------------------------------------------- timm weight files ----
+
+
+def timm_weight_files(cfg: dict) -> dict[str, str]:
+    """{weights_file: timm model name} for every `timm:<name>` backbone the profile names with a local
+    weights_file (attributor features and method specs, wherever they nest)."""
+    out: dict[str, str] = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            backbone = node.get("backbone")
+            if isinstance(backbone, str) and backbone.startswith("timm:"):
+                for key in ("spec", "backbone_spec"):
+                    file = (node.get(key) or {}).get("weights_file")
+                    if file:
+                        out.setdefault(str(file), backbone.split(":", 1)[1])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(cfg.get("attributors", {}))
+    return out
+
+
+def write_timm_weights(name: str, path: str | Path, seed: int = 0) -> Path:
+    """Random weights of the real architecture, with exactly the state-dict keys (and shapes) of
+    `timm.create_model(name)`, i.e. what its pretrained file holds. Never overwrites a real file."""
+    import timm
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.exists():
+        with safe_open(str(path), "pt") as f:
+            if (f.metadata() or {}).get("replica") is None:
+                raise FileExistsError(f"{path} is a real weight file (no replica metadata); not overwriting")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = timm.create_model(name, pretrained=False)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata={"replica": f"random-weight {name}, for rehearsals only"})
+    tmp.replace(path)
+    return path
+
+
+def build_timm_weights(cfg: dict, root: str | Path = ".", only: list[str] | None = None) -> list[Path]:
+    return [write_timm_weights(name, Path(root) / file, seed=i)
+            for i, (file, name) in enumerate(sorted(timm_weight_files(cfg).items())) if not only or name in only]
+
+
+# ---------------------------------------------------------- rehearsal input folders ----
+# Stand-ins for the paper's external data, in the layouts its params read, from the photos we ship.
+# Rehearsal inputs only: each folder gets a REPLICA marker, and a folder without one is never touched.
+
+
+def _replica_dir(folder: Path) -> Path:
+    if folder.exists():
+        if not (folder / REPLICA_MARK).is_file():
+            raise FileExistsError(f"{folder} holds real data (no {REPLICA_MARK} file); not overwriting")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / REPLICA_MARK).write_text("rehearsal stand-in built by `attribench build-replicas --all`; not paper data\n")
+    return folder
+
+
+def _variant(img, k: int, size: int = 256):
+    """A distinct square image per (photo, k): crop offset and flip vary, so no two files share bytes."""
+    from PIL import ImageOps
+
+    w, h = img.size
+    side = min(w, h)
+    off = (k * 37) % max(1, max(w, h) - side + 1)
+    box = (off, 0, off + side, side) if w >= h else (0, off, side, off + side)
+    out = img.convert("RGB").crop(box).resize((size, size))
+    return ImageOps.mirror(out) if k % 2 else out
+
+
+def build_rehearsal_inputs(cfg: dict, root: str | Path = ".") -> list[Path]:
+    """COCO val2017 + captions JSON, Midjourney folders (captions.csv with prompt_source), the GAN
+    folder and the external-edit folders, at the paths the profile's params name."""
+    import csv
+
+    from PIL import Image, ImageOps
+
+    from attribench.data.real_photos import sample_photo_paths
+
+    root = Path(root)
+    photos = [(Image.open(p), cap) for _, p, cap in sample_photo_paths()]
+    gens = cfg["generators"]
+    made = []
+    # COCO: val2017/<12-digit id>.jpg and annotations/captions_val2017.json (images + annotations).
+    coco_img = root / gens["real"]["path"]
+    coco_ann = root / gens["real"]["captions"]
+    _replica_dir(coco_img)
+    _replica_dir(coco_ann.parent)
+    images, anns = [], []
+    for i, (img, cap) in enumerate(photos):
+        image_id = 139 + 1000 * i
+        name = f"{image_id:012d}.jpg"
+        _variant(img, 0, 320).save(coco_img / name, "JPEG", quality=90)
+        images.append({"id": image_id, "file_name": name, "width": 320, "height": 320})
+        anns += [{"id": 10 * i + j, "image_id": image_id, "caption": c} for j, c in enumerate([cap, f"A photo: {cap.lower()}"])]
+    coco_ann.write_text(json.dumps({"info": {"description": "rehearsal stand-in"}, "images": images, "annotations": anns}))
+    made += [coco_img, coco_ann]
+    # Midjourney: renders of the benchmark's prompts, captions.csv file,caption,prompt_source.
+    for gen, spec in gens.items():
+        if spec.get("backend") != "folder" or spec.get("family") not in ("midjourney", "gan"):
+            continue
+        folder = _replica_dir(root / spec["path"])
+        rows = []
+        for k, (img, cap) in enumerate(photos[:40]):  # enough for a prompt-disjoint 8/2/2 per source
+            im = ImageOps.posterize(_variant(img, k + 1 + sum(gen.encode()) % 7, 256), 3 if spec["family"] == "midjourney" else 5)
+            name = f"{gen}_{k:03d}.png"
+            im.save(folder / name)
+            rows.append((name, cap, "natural" if k % 2 == 0 else "creative"))
+        if spec.get("captions"):
+            with open(root / spec["captions"], "w", newline="") as f:
+                w = csv.writer(f, lineterminator="\n")
+                w.writerow(["file", "caption", "prompt_source"])
+                w.writerows(rows)
+        made.append(folder)
+    # External edits (Photoshop Generative Fill, Magnific): files named <original image_id>.<ext>,
+    # for the test images of the split the post-editing table reads; empty until that split exists.
+    index = root / "data" / cfg["profile"] / "dataset" / "index.parquet"
+    for tool, t in ((cfg.get("post_editing") or {}).get("tools") or {}).items():
+        if "folder" not in t:
+            continue
+        folder = _replica_dir(root / t["folder"])
+        if index.is_file():
+            import io
+
+            import pandas as pd
+
+            df = pd.read_parquet(index)
+            test = df[df["split"] == "test"] if "split" in df else df
+            for row in test.head(64).itertuples():
+                img = Image.open(io.BytesIO(row.image)) if hasattr(row, "image") else None
+                if img is not None:
+                    ImageOps.autocontrast(img.convert("RGB")).save(folder / f"{row.image_id}.png")
+        made.append(folder)
     return made

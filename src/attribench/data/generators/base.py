@@ -139,7 +139,12 @@ def pinned(cfg: dict, spec: dict) -> dict:
     """The spec with its hub revision (`hub_models`) and the project's hub cache, as loaders need
     them (fetch_models fills that cache); local models unchanged."""
     rev = revision(cfg, spec["model"]) if "model" in spec and spec.get("backend") == "diffusers" else None
-    return {**spec, "revision": rev, "cache_dir": str(HUB_CACHE)} if rev else spec
+    if not rev:
+        return spec
+    out = {**spec, "revision": rev, "cache_dir": str(HUB_CACHE)}
+    if "Combined" in str(spec.get("pipeline")):  # the prior repo its model card names has its own pin
+        out["hub_revisions"] = {m: p.get("revision") for m, p in cfg["hub_models"].items()}
+    return out
 
 
 def base_provenance(gen: str, spec: dict, item: RenderItem) -> dict:

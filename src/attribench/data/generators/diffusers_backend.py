@@ -84,6 +84,63 @@ def load_kwargs(cls: type, spec: dict) -> dict:
     return kwargs
 
 
+def _load_by_index(model: str, index: dict, dtype: Any, spec: dict) -> Any:
+    """Component by component, as model_index.json lists them. Stable Cascade's index names its vqgan
+    under the module "wuerstchen", which today's diffusers neither resolves (PaellaVQModel moved to
+    pipelines.deprecated) nor accepts when passed in: load that class from where it lives now."""
+    import diffusers
+    import transformers
+    from diffusers.pipelines.deprecated.wuerstchen.modeling_paella_vq_model import PaellaVQModel
+
+    where = {"revision": spec["revision"], "cache_dir": spec.get("cache_dir")}
+    parts, settings = {}, {}
+    for name, value in index.items():
+        if name.startswith("_"):
+            continue
+        if not (isinstance(value, list) and len(value) == 2):
+            settings[name] = value
+            continue
+        if value[1] is None:
+            parts[name] = None
+            continue
+        lib, cls_name = value
+        cls = PaellaVQModel if cls_name == "PaellaVQModel" else getattr(diffusers if lib == "diffusers" else transformers, cls_name)
+        typed = {"torch_dtype" if lib == "diffusers" else "dtype": dtype} if hasattr(cls, "dtype") or "Model" in cls_name else {}
+        parts[name] = cls.from_pretrained(model, subfolder=name, **where, **typed)
+    return getattr(diffusers, index["_class_name"])(**parts, **settings)
+
+
+def load_combined(cls: type, model: str, dtype: Any, spec: dict) -> Any:
+    """A two-stage (combined) pipeline at pinned revisions. `cls.from_pretrained(id, revision=r)` loads
+    the prior repo named by the model card at the *decoder's* revision r, a commit the prior repo does
+    not have: so the decoder repo and each prior repo load separately, each at its own pin."""
+    import diffusers
+    from huggingface_hub import ModelCard, hf_hub_download
+
+    common = {"torch_dtype": dtype, **{k: spec[k] for k in ("variant", "cache_dir") if spec.get(k)}}
+    index = diffusers.DiffusionPipeline.load_config(model, revision=spec["revision"], cache_dir=spec.get("cache_dir"))
+    if (index.get("vqgan") or [None, None])[1] == "PaellaVQModel":
+        decoder = _load_by_index(model, index, dtype, spec)
+    else:
+        decoder = diffusers.DiffusionPipeline.from_pretrained(model, revision=spec["revision"], **common)
+    card = ModelCard.load(hf_hub_download(model, "README.md", revision=spec["revision"],
+                                          cache_dir=spec.get("cache_dir")))
+    parts = dict(decoder.components)
+    for prior in getattr(card.data, "prior", None) or []:
+        rev = (spec.get("hub_revisions") or {}).get(prior)
+        if not rev:
+            raise KeyError(f"{model}: its model card loads the prior repo {prior}, which has no pinned revision in hub_models")
+        prior_pipe = diffusers.DiffusionPipeline.from_pretrained(prior, revision=rev, **common)
+        parts.update({f"prior_{k}": v for k, v in prior_pipe.components.items()})
+    wanted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    missing = sorted(wanted - set(parts) - set(getattr(cls, "_optional_components", [])))
+    if missing:
+        raise ValueError(f"{cls.__name__} from {model}@{spec['revision']}: components {missing} missing")
+    pipe = cls(**{k: v for k, v in parts.items() if k in wanted})
+    pipe.register_to_config(_name_or_path=model)
+    return pipe
+
+
 @register_backend
 class DiffusersBackend(Backend):
     name = "diffusers"
@@ -101,7 +158,10 @@ class DiffusersBackend(Backend):
             raise KeyError(f"diffusers has no pipeline class '{cls_name}'")
         dtype = getattr(torch, spec.get("dtype", "float32"))
         source = str(Path(model).expanduser()) if _looks_local(model) else model
-        pipe = cls.from_pretrained(source, torch_dtype=dtype, **load_kwargs(cls, spec))
+        if getattr(cls, "_load_connected_pipes", False) and spec.get("revision"):
+            pipe = load_combined(cls, source, dtype, spec)
+        else:
+            pipe = cls.from_pretrained(source, torch_dtype=dtype, **load_kwargs(cls, spec))
         if spec.get("scheduler"):
             sched_cls = getattr(diffusers, spec["scheduler"], None)
             if sched_cls is None:
