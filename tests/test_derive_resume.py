@@ -42,11 +42,18 @@ def _run(root: Path, spec: dict, out: Path, kill_after: int = 0) -> subprocess.C
                            json.dumps(spec), str(out), str(kill_after)], env=env, capture_output=True, timeout=600)
 
 
-def test_kill9_mid_shard_then_rerun_is_byte_identical(toy):
+@pytest.fixture(scope="module")
+def whole(toy) -> bytes:
+    """The shard of an uninterrupted run."""
     root, spec = toy
-    whole = _run(root, spec, root / "whole" / "sdedit.parquet")
-    assert whole.returncode == 0, whole.stderr.decode()[-3000:]
-    assert json.loads(whole.stdout.decode().splitlines()[-1]) == {"parts_written": 3}  # 6 images, 2 per part
+    run = _run(root, spec, root / "whole" / "sdedit.parquet")
+    assert run.returncode == 0, run.stderr.decode()[-3000:]
+    assert json.loads(run.stdout.decode().splitlines()[-1]) == {"parts_written": 3}  # 6 images, 2 per part
+    return (root / "whole" / "sdedit.parquet").read_bytes()
+
+
+def test_kill9_mid_shard_then_rerun_is_byte_identical(toy, whole):
+    root, spec = toy
 
     out = root / "killed" / "sdedit.parquet"
     killed = _run(root, spec, out, kill_after=2)
@@ -59,18 +66,18 @@ def test_kill9_mid_shard_then_rerun_is_byte_identical(toy):
     assert again.returncode == 0, again.stderr.decode()[-3000:]
     assert json.loads(again.stdout.decode().splitlines()[-1]) == {"parts_written": 1}  # only the unfinished part
     assert not parts.exists()
-    assert out.read_bytes() == (root / "whole" / "sdedit.parquet").read_bytes()
+    assert out.read_bytes() == whole
     assert len(read_shard(out)) == 6
 
 
-def test_parts_of_another_runtime_or_batch_are_never_joined(toy, tmp_path):
+def test_parts_of_another_runtime_or_batch_are_never_joined(toy, whole, tmp_path):
     root, spec = toy
     out = tmp_path / "sdedit.parquet"
     stale = tmp_path / ".sdedit.parts-000000000000"
     stale.mkdir()
     (stale / "00000.parquet").write_bytes(b"not a part of this key")
     assert _run(root, spec, out).returncode == 0
-    assert not stale.exists() and out.read_bytes() == (root / "whole" / "sdedit.parquet").read_bytes()
+    assert not stale.exists() and out.read_bytes() == whole
 
 
 def test_runtime_dtype_and_fingerprint():
