@@ -41,6 +41,6 @@ for _rule_file in sorted(Path(workflow.basedir, "workflow/rules/generators").glo
 
 # Every table and figure the report registry holds.
 rule all:
+    default_target: True
     input:
         PLAN.all_report_outputs(),
-    default_target: True

@@ -60,8 +60,9 @@ def decode_all(index: pd.DataFrame, size: int) -> torch.Tensor:
     return torch.stack([resize_crop(b, size) for b in load_images(index).values()])
 
 
-def train_step_rate(model_name: str, size: int, batch: int, threads: int, x_u8: torch.Tensor, y: torch.Tensor,
-                    steps: int = 1) -> float:
+def train_step_rate(
+    model_name: str, size: int, batch: int, threads: int, x_u8: torch.Tensor, y: torch.Tensor, steps: int = 1
+) -> float:
     """images/s of fwd+bwd+AdamW on one fixed real batch (data cost excluded), as in train._train."""
     with torch_settings(threads):
         torch.manual_seed(SEED)
@@ -84,14 +85,20 @@ def train_step_rate(model_name: str, size: int, batch: int, threads: int, x_u8: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--index", type=Path, default=INDEX)
-    ap.add_argument("--paper-batch", type=int, default=8,
-                    help="batch of the efficientformer_l3 step; 64 takes ~1 min per step on 2 cores")
+    ap.add_argument(
+        "--paper-batch",
+        type=int,
+        default=8,
+        help="batch of the efficientformer_l3 step; 64 takes ~1 min per step on 2 cores",
+    )
     ap.add_argument("--smoke-steps", type=int, default=2, help="steps per timed repeat, smoke model")
     args = ap.parse_args()
 
     load1 = os.getloadavg()[0]
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}  {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cpus, torch {torch.__version__}, timm {timm.__version__}, load(1min) {load1:.2f}")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M')}  {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cpus, torch {torch.__version__}, timm {timm.__version__}, load(1min) {load1:.2f}"
+    )
     if load1 > 1.5:
         print("WARNING: machine is busy (1-min load > 1.5); numbers will be pessimistic")
 
@@ -102,8 +109,19 @@ def main() -> None:
     rows = []
 
     def add(stage, label, px, threads, batch, n, seconds):
-        rows.append(dict(stage=stage, label=label, input_px=px, threads=threads, batch=batch,
-                         images=n, median_s=seconds, images_per_s=n / seconds, cpu_per_wall=CPU_RATIO[-1]))
+        rows.append(
+            dict(
+                stage=stage,
+                label=label,
+                input_px=px,
+                threads=threads,
+                batch=batch,
+                images=n,
+                median_s=seconds,
+                images_per_s=n / seconds,
+                cpu_per_wall=CPU_RATIO[-1],
+            )
+        )
         busy = "  CONTENDED: got less CPU than threads" if CPU_RATIO[-1] < 0.85 * threads else ""
         print(f"  {label:<42s} {n / seconds:10.1f} images/s  (cpu/wall {CPU_RATIO[-1]:.2f}){busy}", flush=True)
 
@@ -118,8 +136,9 @@ def main() -> None:
     ds = index_dataset(train, images, classes, 64, train=True, seed=SEED)
 
     def epoch():
-        loader = DataLoader(ds, batch_size=BATCH, shuffle=True, num_workers=0,
-                            generator=torch.Generator().manual_seed(SEED))
+        loader = DataLoader(
+            ds, batch_size=BATCH, shuffle=True, num_workers=0, generator=torch.Generator().manual_seed(SEED)
+        )
         for _x, _y in loader:
             pass
 
@@ -144,7 +163,12 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     df.to_csv(OUT / "data_loading.csv", index=False, float_format="%.6g")
 
-    print("\n" + df[["label", "images", "median_s", "images_per_s", "cpu_per_wall"]].to_string(index=False, float_format="%.3f"))
+    print(
+        "\n"
+        + df[["label", "images", "median_s", "images_per_s", "cpu_per_wall"]].to_string(
+            index=False, float_format="%.3f"
+        )
+    )
 
     # Input-bound? Loader and step run back to back in one process: an epoch costs 1/L + 1/S per image.
     loader_rate = df.loc[df.stage == "loader", "images_per_s"].iloc[0]
@@ -153,9 +177,11 @@ def main() -> None:
     step_rate = step_row["images_per_s"]
     share = (1 / loader_rate) / (1 / loader_rate + 1 / step_rate)
     verdict = "INPUT-BOUND" if loader_rate < step_rate else "NOT input-bound (compute-bound)"
-    print(f"\nConclusion: loader {loader_rate:.0f} img/s vs smoke train step {step_rate:.1f} img/s (fastest, {step_row['threads']} thr): "
-          f"{verdict}; the loader is {share:.1%} of epoch time "
-          f"(loader/step ratio {loader_rate / step_rate:.0f}x).")
+    print(
+        f"\nConclusion: loader {loader_rate:.0f} img/s vs smoke train step {step_rate:.1f} img/s (fastest, {step_row['threads']} thr): "
+        f"{verdict}; the loader is {share:.1%} of epoch time "
+        f"(loader/step ratio {loader_rate / step_rate:.0f}x)."
+    )
     print(f"load(1min) at end {os.getloadavg()[0]:.2f}")
 
     # Bar chart, log scale: the gap between stages spans orders of magnitude.
@@ -164,11 +190,14 @@ def main() -> None:
     bars = ax.barh(df["label"], df["images_per_s"], color=[colours[s] for s in df["stage"]])
     ax.set_xscale("log")
     ax.invert_yaxis()
-    ax.bar_label(bars, labels=[f"{v:,.0f}" if v >= 100 else f"{v:.3g}" for v in df["images_per_s"]], padding=3, fontsize=8)
+    ax.bar_label(
+        bars, labels=[f"{v:,.0f}" if v >= 100 else f"{v:.3g}" for v in df["images_per_s"]], padding=3, fontsize=8
+    )
     ax.set_xlim(right=df["images_per_s"].max() * 8)  # room for the labels
     ax.set_xlabel("images/s (log scale, median of 3)")
-    ax.set_title(f"attribench CPU throughput ({os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}): {verdict}",
-                 fontsize=10)
+    ax.set_title(
+        f"attribench CPU throughput ({os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}): {verdict}", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(OUT / "data_loading.png", dpi=120)
     print(f"wrote {OUT / 'data_loading.csv'} and {OUT / 'data_loading.png'}")

@@ -30,7 +30,11 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent / "results"
 
 PEAKS = [  # (substring of torch.cuda.get_device_name, dense bf16 TFLOP/s); first match wins
-    ("H200", 989.0), ("H100 NVL", 835.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("GH200", 989.0),
+    ("H200", 989.0),
+    ("H100 NVL", 835.0),
+    ("H100 PCIe", 756.0),
+    ("H100", 989.0),
+    ("GH200", 989.0),
     ("A100", 312.0),
 ]
 
@@ -90,8 +94,12 @@ def bench_train(dev, dtype, batch: int, repeats: int, tiny: bool) -> dict:
 
     steps = 5 if not tiny else 1
     s = timed(step, dev, repeats)
-    return {"task": f"train {name} {size}px bs{batch}", "images_per_s": batch * steps / s,
-            "flops_per_image": 3 * flops, "s_per_image": s / (batch * steps)}
+    return {
+        "task": f"train {name} {size}px bs{batch}",
+        "images_per_s": batch * steps / s,
+        "flops_per_image": 3 * flops,
+        "s_per_image": s / (batch * steps),
+    }
 
 
 def bench_features(dev, dtype, name: str, label: str, batch: int, repeats: int, **kw) -> dict:
@@ -108,58 +116,111 @@ def bench_features(dev, dtype, name: str, label: str, batch: int, repeats: int, 
             model(x)
 
     s = timed(run, dev, repeats)
-    return {"task": f"features {label} 224px bs{batch}", "images_per_s": batch / s, "flops_per_image": flops,
-            "s_per_image": s / batch}
+    return {
+        "task": f"features {label} 224px bs{batch}",
+        "images_per_s": batch / s,
+        "flops_per_image": flops,
+        "s_per_image": s / batch,
+    }
 
 
 def _clip_text(hidden, layers, heads, inter, proj, act, with_projection):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    cfg = CLIPTextConfig(vocab_size=49408, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
-                         num_attention_heads=heads, max_position_embeddings=77, hidden_act=act, projection_dim=proj)
+    cfg = CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        max_position_embeddings=77,
+        hidden_act=act,
+        projection_dim=proj,
+    )
     return (CLIPTextModelWithProjection if with_projection else CLIPTextModel)(cfg)
 
 
 def build_sd(family: str, tiny: bool):
     """Random-weight SD 1.5 / SDXL pipelines from their real configs (scaled down with `tiny`)."""
-    from diffusers import (AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline,
-                           StableDiffusionXLPipeline, UNet2DConditionModel)
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
 
     ch = (32, 64, 64, 64) if tiny else (128, 256, 512, 512)
-    sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                   timestep_spacing="leading", steps_offset=1)
+    sched = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="leading", steps_offset=1
+    )
     if family == "sd15":
         size = 64 if tiny else 512
-        vae = AutoencoderKL(block_out_channels=ch, down_block_types=("DownEncoderBlock2D",) * 4,
-                            up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4,
-                            sample_size=size, scaling_factor=0.18215, force_upcast=False)
+        vae = AutoencoderKL(
+            block_out_channels=ch,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            layers_per_block=2,
+            latent_channels=4,
+            sample_size=size,
+            scaling_factor=0.18215,
+            force_upcast=False,
+        )
         unet = UNet2DConditionModel(
-            sample_size=size // 8, in_channels=4, out_channels=4, layers_per_block=2 if not tiny else 1,
+            sample_size=size // 8,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=2 if not tiny else 1,
             block_out_channels=(32, 64, 64, 64) if tiny else (320, 640, 1280, 1280),
             down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
             up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-            cross_attention_dim=32 if tiny else 768, attention_head_dim=8)
+            cross_attention_dim=32 if tiny else 768,
+            attention_head_dim=8,
+        )
         te = _clip_text(*((32, 2, 4, 37, 32) if tiny else (768, 12, 12, 3072, 768)), "quick_gelu", False)
-        pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=None, unet=unet, scheduler=sched,
-                                       safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        pipe = StableDiffusionPipeline(
+            vae=vae,
+            text_encoder=te,
+            tokenizer=None,
+            unet=unet,
+            scheduler=sched,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
         return pipe, size
     size = 64 if tiny else 1024
-    vae = AutoencoderKL(block_out_channels=ch, down_block_types=("DownEncoderBlock2D",) * 4,
-                        up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4,
-                        sample_size=size, scaling_factor=0.13025, force_upcast=True)  # SDXL's VAE overflows in fp16
+    vae = AutoencoderKL(
+        block_out_channels=ch,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        latent_channels=4,
+        sample_size=size,
+        scaling_factor=0.13025,
+        force_upcast=True,
+    )  # SDXL's VAE overflows in fp16
     te1 = _clip_text(*((32, 2, 4, 37, 32) if tiny else (768, 12, 12, 3072, 768)), "quick_gelu", False)
     te2 = _clip_text(*((32, 2, 4, 37, 32) if tiny else (1280, 32, 20, 5120, 1280)), "gelu", True)
     unet = UNet2DConditionModel(
-        sample_size=size // 8, in_channels=4, out_channels=4, layers_per_block=2 if not tiny else 1,
+        sample_size=size // 8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2 if not tiny else 1,
         block_out_channels=(32, 64, 64) if tiny else (320, 640, 1280),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         transformer_layers_per_block=(1, 1, 1) if tiny else (1, 2, 10),
-        attention_head_dim=(2, 4, 4) if tiny else (5, 10, 20), cross_attention_dim=64 if tiny else 2048,
-        use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8 if tiny else 256,
-        projection_class_embeddings_input_dim=(6 * 8 + 32) if tiny else 2816)
-    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=te1, text_encoder_2=te2, tokenizer=None, tokenizer_2=None,
-                                     unet=unet, scheduler=sched)
+        attention_head_dim=(2, 4, 4) if tiny else (5, 10, 20),
+        cross_attention_dim=64 if tiny else 2048,
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8 if tiny else 256,
+        projection_class_embeddings_input_dim=(6 * 8 + 32) if tiny else 2816,
+    )
+    pipe = StableDiffusionXLPipeline(
+        vae=vae, text_encoder=te1, text_encoder_2=te2, tokenizer=None, tokenizer_2=None, unet=unet, scheduler=sched
+    )
     return pipe, size
 
 
@@ -173,8 +234,12 @@ def _embeds(pipe, family: str, batch: int, dev):
     h1 = pipe.text_encoder(ids, output_hidden_states=True).hidden_states[-2]
     out2 = pipe.text_encoder_2(ids, output_hidden_states=True)
     emb = torch.cat([h1, out2.hidden_states[-2]], dim=-1)
-    return {"prompt_embeds": emb, "negative_prompt_embeds": torch.zeros_like(emb),
-            "pooled_prompt_embeds": out2.text_embeds, "negative_pooled_prompt_embeds": torch.zeros_like(out2.text_embeds)}
+    return {
+        "prompt_embeds": emb,
+        "negative_prompt_embeds": torch.zeros_like(emb),
+        "pooled_prompt_embeds": out2.text_embeds,
+        "negative_pooled_prompt_embeds": torch.zeros_like(out2.text_embeds),
+    }
 
 
 def bench_render(dev, family: str, batches, steps: int, repeats: int, tiny: bool) -> list[dict]:
@@ -189,21 +254,30 @@ def bench_render(dev, family: str, batches, steps: int, repeats: int, tiny: bool
     emb = _embeds(pipe, family, 2, dev)
     kw = {"encoder_hidden_states": emb["prompt_embeds"].to(wdtype)}
     if family == "sdxl":
-        kw["added_cond_kwargs"] = {"text_embeds": emb["pooled_prompt_embeds"].to(wdtype),
-                                   "time_ids": torch.tensor([[size, size, 0, 0, size, size]] * 2, device=dev, dtype=wdtype)}
+        kw["added_cond_kwargs"] = {
+            "text_embeds": emb["pooled_prompt_embeds"].to(wdtype),
+            "time_ids": torch.tensor([[size, size, 0, 0, size, size]] * 2, device=dev, dtype=wdtype),
+        }
     unet_flops = forward_flops(pipe.unet, latents, timestep=torch.tensor(500, device=dev), **kw)
     vae_flops = forward_flops(pipe.vae.decode, latents[:1].to(pipe.vae.dtype))
     per_image = steps * unet_flops + vae_flops
     rows = []
     for batch in batches:
+
         def run():
             with torch.no_grad():
                 e = {k: v.to(wdtype) for k, v in _embeds(pipe, family, batch, dev).items()}
                 pipe(**e, num_inference_steps=steps, guidance_scale=5.0, height=size, width=size, output_type="np")
 
         s = timed(run, dev, repeats)
-        rows.append({"task": f"render {family} {size}px {steps} steps bs{batch}", "images_per_s": batch / s,
-                     "flops_per_image": per_image, "s_per_image": s / batch})
+        rows.append(
+            {
+                "task": f"render {family} {size}px {steps} steps bs{batch}",
+                "images_per_s": batch / s,
+                "flops_per_image": per_image,
+                "s_per_image": s / batch,
+            }
+        )
         print(rows[-1], flush=True)
     return rows
 
@@ -218,8 +292,10 @@ def main() -> None:
     import torch
 
     if not torch.cuda.is_available() and not args.cpu_dry_run:
-        sys.exit("bench_gpu.py: no CUDA device (torch.cuda.is_available() is False); this benchmark measures GPU "
-                 "throughput and was not run. Run it on a GPU machine (see benchmarks/README.md).")
+        sys.exit(
+            "bench_gpu.py: no CUDA device (torch.cuda.is_available() is False); this benchmark measures GPU "
+            "throughput and was not run. Run it on a GPU machine (see benchmarks/README.md)."
+        )
     tiny = args.cpu_dry_run
     dev = torch.device("cpu" if tiny else "cuda")
     name = "CPU dry run" if tiny else torch.cuda.get_device_name(0)
@@ -233,16 +309,19 @@ def main() -> None:
         rows.append(bench_train(dev, dtype, 8 if tiny else 128, args.repeats, tiny))
         print(rows[-1], flush=True)
     if "features" not in args.skip:
-        for model, label, kw in (("vit_base_patch16_clip_224", "CLIP ViT-B/16", {}),
-                                 ("vit_large_patch14_dinov2", "DINOv2 ViT-L/14", {})):
+        for model, label, kw in (
+            ("vit_base_patch16_clip_224", "CLIP ViT-B/16", {}),
+            ("vit_large_patch14_dinov2", "DINOv2 ViT-L/14", {}),
+        ):
             if tiny:
                 kw = {**kw, "depth": 2}
             rows.append(bench_features(dev, dtype, model, label, 4 if tiny else 256, args.repeats, **kw))
             print(rows[-1], flush=True)
     for family in ("sd15", "sdxl"):
         if family not in args.skip:
-            rows += bench_render(dev, family, (1, 2) if tiny else (1, 4, 8), 2 if tiny else args.steps,
-                                 args.repeats, tiny)
+            rows += bench_render(
+                dev, family, (1, 2) if tiny else (1, 4, 8), 2 if tiny else args.steps, args.repeats, tiny
+            )
 
     import matplotlib
 

@@ -57,8 +57,12 @@ def _status_kib(pid: int) -> dict[str, int]:
 def measure(index_path: Path, spec: dict, out_dir: Path) -> dict:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--child", str(index_path), json.dumps(spec), str(out_dir)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", str(index_path), json.dumps(spec), str(out_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     peaks = {"RssAnon": 0, "RssFile": 0}
     done = threading.Event()
 
@@ -78,8 +82,12 @@ def measure(index_path: Path, spec: dict, out_dir: Path) -> dict:
     sampler.join()
     if proc.returncode:
         raise RuntimeError(f"training child failed ({proc.returncode}):\n{err.decode()[-3000:]}")
-    return {"peak_rss_mib": usage.ru_maxrss / 1024, "peak_anon_mib": peaks["RssAnon"] / 1024,
-            "peak_file_mib": peaks["RssFile"] / 1024, "wall_s": time.perf_counter() - t0}
+    return {
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "peak_anon_mib": peaks["RssAnon"] / 1024,
+        "peak_file_mib": peaks["RssFile"] / 1024,
+        "wall_s": time.perf_counter() - t0,
+    }
 
 
 def main() -> None:
@@ -107,17 +115,35 @@ def main() -> None:
         index_path = work / f"index_{n}.parquet"
         index.to_parquet(index_path)
         for mode in ("streamed", "in-memory"):
-            spec = {"attributor": "timm_scratch", "attributor_spec": {"model": "test_resnet"},
-                    "input_size": args.input, "epochs": 1, "batch_size": 8, "warmup_epochs": 0, "lr": 1e-3,
-                    "classes": CLASSES, "num_threads": 2, "num_workers": 0,
-                    "pixel_cache": str(work / f"cache_{n}") if mode == "streamed" else None}
+            spec = {
+                "attributor": "timm_scratch",
+                "attributor_spec": {"model": "test_resnet"},
+                "input_size": args.input,
+                "epochs": 1,
+                "batch_size": 8,
+                "warmup_epochs": 0,
+                "lr": 1e-3,
+                "classes": CLASSES,
+                "num_threads": 2,
+                "num_workers": 0,
+                "pixel_cache": str(work / f"cache_{n}") if mode == "streamed" else None,
+            }
             r = measure(index_path, spec, work / f"run_{mode}_{n}")
-            rows.append({"mode": mode, "images": n, "train_val": int(index["split"].isin(["train", "val"]).sum()),
-                         **r, "load_1min": os.getloadavg()[0]})
+            rows.append(
+                {
+                    "mode": mode,
+                    "images": n,
+                    "train_val": int(index["split"].isin(["train", "val"]).sum()),
+                    **r,
+                    "load_1min": os.getloadavg()[0],
+                }
+            )
             print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
-    ratio = {m: g.sort_values("images")["peak_rss_mib"].iloc[1] / g.sort_values("images")["peak_rss_mib"].iloc[0]
-             for m, g in df.groupby("mode")}
+    ratio = {
+        m: g.sort_values("images")["peak_rss_mib"].iloc[1] / g.sort_values("images")["peak_rss_mib"].iloc[0]
+        for m, g in df.groupby("mode")
+    }
     df["rss_2n_over_n"] = df["mode"].map(ratio)
     OUT.mkdir(exist_ok=True)
     df.to_csv(OUT / "rss.csv", index=False)

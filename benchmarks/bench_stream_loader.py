@@ -84,16 +84,28 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_stream_"))
     rows_out = []
-    for size, delivery, model, mbatch, kwargs in ((224, 256, "efficientformer_l3", 8, {}),
-                                                   (1024, 1024, "efficientformerv2_s0", 2, {"img_size": 1024})):
+    for size, delivery, model, mbatch, kwargs in (
+        (224, 256, "efficientformer_l3", 8, {}),
+        (1024, 1024, "efficientformerv2_s0", 2, {"img_size": 1024}),
+    ):
         index = synthetic_index(work / "shards", args.images, delivery)
         train = index[index["split"] == "train"].reset_index(drop=True)
         step = model_rate(model, size, mbatch, threads=2, steps=args.steps, **kwargs)
         for workers in (0, 2):
             rate, build = loader_rate(train, size, work / "cache", workers, batch=32)
-            rows_out.append({"input_px": size, "workers": workers, "loader_img_s": rate, "model": model,
-                             "model_batch": mbatch, "model_img_s": step, "loader_over_model": rate / step,
-                             "n_train": len(train), "cache_build_s": build})
+            rows_out.append(
+                {
+                    "input_px": size,
+                    "workers": workers,
+                    "loader_img_s": rate,
+                    "model": model,
+                    "model_batch": mbatch,
+                    "model_img_s": step,
+                    "loader_over_model": rate / step,
+                    "n_train": len(train),
+                    "cache_build_s": build,
+                }
+            )
             print(rows_out[-1], flush=True)
     df = pd.DataFrame(rows_out)
     OUT.mkdir(exist_ok=True)
@@ -103,8 +115,11 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     labels = [f"{r.input_px}px, {r.workers} workers" for r in df.itertuples()]
     ax.barh([l + " loader" for l in labels], df["loader_img_s"], color="tab:blue")
-    ax.barh([f"{r.input_px}px model {r.model}" for r in df.drop_duplicates("input_px").itertuples()],
-            df.drop_duplicates("input_px")["model_img_s"], color="tab:orange")
+    ax.barh(
+        [f"{r.input_px}px model {r.model}" for r in df.drop_duplicates("input_px").itertuples()],
+        df.drop_duplicates("input_px")["model_img_s"],
+        color="tab:orange",
+    )
     ax.set_xscale("log")
     ax.set_xlabel("images / s (log)")
     ax.set_title("streamed loader vs training step, CPU (2 threads)")

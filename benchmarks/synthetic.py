@@ -32,8 +32,16 @@ def synthetic_index(root: Path, n: int, size: int, per_shard: int = 50, seed: in
     shards, rows = [], []
     for k in range(n):
         split = "train" if k % 20 < 14 else ("val" if k % 20 < 17 else "test")
-        rows.append(make_row(encode_png(smooth_image(rng, size)), "png", generator=CLASSES[k % len(CLASSES)],
-                             source="generated", prompt=f"{split} {k}", prompt_source="synthetic"))
+        rows.append(
+            make_row(
+                encode_png(smooth_image(rng, size)),
+                "png",
+                generator=CLASSES[k % len(CLASSES)],
+                source="generated",
+                prompt=f"{split} {k}",
+                prompt_source="synthetic",
+            )
+        )
         if len(rows) == per_shard or k == n - 1:
             shards.append(write_shard(rows, root / f"shard{len(shards):04d}.parquet"))
             rows = []

@@ -32,7 +32,10 @@ def png_bytes(size: int = 16, shade: int = 0) -> bytes:
 
 def chat_reply(text: str) -> tuple[int, dict]:
     return 200, {
-        "id": "chatcmpl-standin", "object": "chat.completion", "created": 0, "model": "gpt-4",
+        "id": "chatcmpl-standin",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "gpt-4",
         "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }
@@ -46,8 +49,14 @@ def image_reply(png: bytes | None = None, revised: str | None = "a revised promp
 
 
 def error(status: int, code: str | None = None, message: str = "stand-in error") -> tuple[int, dict]:
-    return status, {"error": {"message": message, "type": "invalid_request_error" if status == 400 else "server_error",
-                              "param": None, "code": code}}
+    return status, {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error" if status == 400 else "server_error",
+            "param": None,
+            "code": code,
+        }
+    }
 
 
 class StandIn:
@@ -72,7 +81,10 @@ class StandIn:
 
     def _default(self, path: str, body: dict) -> tuple[int, dict]:
         if path == CHAT:
-            lines = [f"{i + 1}. A stand-in scene number {next(self._fresh)}, in the style of a test" for i in range(self.per_reply)]
+            lines = [
+                f"{i + 1}. A stand-in scene number {next(self._fresh)}, in the style of a test"
+                for i in range(self.per_reply)
+            ]
             return chat_reply("Here are more prompts:\n" + "\n".join(lines))
         # A different picture each time: identical bytes would be one image_id, kept once per shard.
         return image_reply(png_bytes(shade=next(self._fresh)), revised=f"revised: {body.get('prompt')}")

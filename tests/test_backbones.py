@@ -85,7 +85,9 @@ def test_timm_backbone_loads_local_weights(name, tmp_path):
 def test_timm_backbone_refuses_random_weights():
     with pytest.raises(ValueError, match="no weights offline for vit_base_patch16_clip_224.openai: set weights_file"):
         load_backbone("timm:vit_base_patch16_clip_224.openai")
-    bb = load_backbone("timm:vit_base_patch16_clip_224", {"allow_random": True, "model_kwargs": TINY["vit_base_patch16_clip_224"]})
+    bb = load_backbone(
+        "timm:vit_base_patch16_clip_224", {"allow_random": True, "model_kwargs": TINY["vit_base_patch16_clip_224"]}
+    )
     assert bb.dim == 32
     with pytest.raises(KeyError, match="efficientnet_lite0"):
         load_backbone("no_such_backbone")
@@ -94,8 +96,9 @@ def test_timm_backbone_refuses_random_weights():
 
 def test_minilm_paraphrases_are_close():
     enc = load_text_encoder("minilm")
-    e = enc.encode(["a cat sitting on a mat", "a kitten resting on a rug",
-                    "quarterly earnings fell sharply at the bank", None, ""])
+    e = enc.encode(
+        ["a cat sitting on a mat", "a kitten resting on a rug", "quarterly earnings fell sharply at the bank", None, ""]
+    )
     assert e.shape == (5, 384) and e.dtype == np.float32 and enc.dim == 384
     assert np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
     sim = e @ e.T
@@ -109,9 +112,18 @@ def test_clip_text_encoder_from_local_dir(tmp_path):
     from attribench.data.zoo import _clip_tokenizer
 
     torch.manual_seed(0)
-    cfg = CLIPTextConfig(vocab_size=1000, hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                         num_attention_heads=2, projection_dim=16, max_position_embeddings=77,
-                         bos_token_id=0, eos_token_id=1, pad_token_id=1)  # the in-memory tokenizer's ids
+    cfg = CLIPTextConfig(
+        vocab_size=1000,
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        projection_dim=16,
+        max_position_embeddings=77,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )  # the in-memory tokenizer's ids
     model, tok = CLIPTextModelWithProjection(cfg).eval(), _clip_tokenizer()
     model.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)

@@ -116,8 +116,18 @@ def test_render_chunks_grow_to_job_gpu_minutes():
     from attribench.data.generators.base import prompts_per_job
 
     cfg = {"prompts": {"chunk_size": 250, "job_gpu_minutes": 30}}
-    sdxl = {"backend": "diffusers", "steps": 50, "images_per_prompt": 5, "throughput": {"s_per_image": 2.5, "steps": 30}}
-    sd15 = {"backend": "diffusers", "steps": 50, "images_per_prompt": 5, "throughput": {"s_per_image": 0.9, "steps": 50}}
+    sdxl = {
+        "backend": "diffusers",
+        "steps": 50,
+        "images_per_prompt": 5,
+        "throughput": {"s_per_image": 2.5, "steps": 30},
+    }
+    sd15 = {
+        "backend": "diffusers",
+        "steps": 50,
+        "images_per_prompt": 5,
+        "throughput": {"s_per_image": 0.9, "steps": 50},
+    }
     assert prompts_per_job(sdxl, cfg) == 250  # 250 x 5 x 4.2 s = 87 min: already enough
     assert prompts_per_job(sd15, cfg) == 500  # 250 prompts = 19 min -> 500 = 37.5 min
     assert prompts_per_job({**sd15, "steps": 5}, cfg) == 250 * 16  # a 5-step class costs a tenth

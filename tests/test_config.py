@@ -24,7 +24,10 @@ def test_smoke_and_paper_profiles_resolve(repo):
     "override, key",
     [
         ({"profiles": {"smoke": {"generators": {"sd_tiny": {"stepz": 3}}}}}, "profiles.smoke.generators.sd_tiny.stepz"),
-        ({"profiles": {"smoke": {"generators": {"sd_tiny": {"steps": "four"}}}}}, "profiles.smoke.generators.sd_tiny.steps"),
+        (
+            {"profiles": {"smoke": {"generators": {"sd_tiny": {"steps": "four"}}}}},
+            "profiles.smoke.generators.sd_tiny.steps",
+        ),
         ({"delivery": {"format": "gif"}}, "delivery.format"),
         ({"seeed": 1}, "seeed"),
     ],
@@ -47,7 +50,10 @@ def test_snakemake_stops_before_any_job_and_names_the_key(repo, tmp_path):
     cfg.write_text(yaml.safe_dump(bad))
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "results/dataset_summary.csv", "--configfile", str(cfg)],
-        cwd=repo, capture_output=True, text=True, timeout=120,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr

@@ -10,8 +10,17 @@ def _index(n_prompts=40, gens=("a", "b", "real")):
         for p in range(n_prompts):
             src = "caption" if g == "real" else ("natural" if p % 2 else "creative")
             split = ["train", "train", "val", "test"][(p // 2) % 4]
-            rows.append({"image_id": f"{g}{p}", "generator": g, "prompt_id": f"p{p}", "prompt_source": src,
-                         "split": split, "in_benchmark": p < 30, "shard": "x"})
+            rows.append(
+                {
+                    "image_id": f"{g}{p}",
+                    "generator": g,
+                    "prompt_id": f"p{p}",
+                    "prompt_source": src,
+                    "split": split,
+                    "in_benchmark": p < 30,
+                    "shard": "x",
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -17,8 +17,11 @@ from attribench.data.shards import encode_png, make_row, read_metadata, read_sha
 from attribench.transforms import runtime
 
 HERE = Path(__file__).parent
-CFG = {"profile": "test", "delivery": {"size": 32, "format": "jpeg", "quality": 95},
-       "derive": {"batch_size": 2, "batch_sizes": {"sdedit": 2}}}
+CFG = {
+    "profile": "test",
+    "delivery": {"size": 32, "format": "jpeg", "quality": 95},
+    "derive": {"batch_size": 2, "batch_sizes": {"sdedit": 2}},
+}
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +30,17 @@ def toy(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("derive_resume")
     rng = np.random.default_rng(0)
-    rows = [make_row(encode_png(Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8))), "png",
-                     generator=f"g{i % 2}", source="generated", prompt=f"a photo {i}", prompt_source="toy")
-            for i in range(6)]
+    rows = [
+        make_row(
+            encode_png(Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8))),
+            "png",
+            generator=f"g{i % 2}",
+            source="generated",
+            prompt=f"a photo {i}",
+            prompt_source="toy",
+        )
+        for i in range(6)
+    ]
     index = read_metadata([write_shard(rows, root / "raw.parquet")])
     index.to_parquet(root / "index.parquet")
     model = zoo.save_zoo_model("sd", root / "sd", seed=1)
@@ -38,8 +49,20 @@ def toy(tmp_path_factory):
 
 def _run(root: Path, spec: dict, out: Path, kill_after: int = 0) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
-    return subprocess.run([sys.executable, str(HERE / "derive_worker.py"), json.dumps(CFG), str(root / "index.parquet"),
-                           json.dumps(spec), str(out), str(kill_after)], env=env, capture_output=True, timeout=600)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "derive_worker.py"),
+            json.dumps(CFG),
+            str(root / "index.parquet"),
+            json.dumps(spec),
+            str(out),
+            str(kill_after),
+        ],
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,10 @@ TARGETS = ["results/dataset_summary.csv", "results/dataset_montage.png"]  # the 
 INDEX = "data/smoke/dataset/index.parquet"  # (with its shards) cached by DVC; the summary CSV/PNG are cache: false
 BUILT = ["data/smoke", "data/real", "models/zoo", *TARGETS, ".snakemake/metadata"]
 
-pytestmark = pytest.mark.skipif(not (BIN / "dvc").exists() or not (BIN / "snakemake").exists(),
-                                reason="dvc / snakemake not installed in this environment")
+pytestmark = pytest.mark.skipif(
+    not (BIN / "dvc").exists() or not (BIN / "snakemake").exists(),
+    reason="dvc / snakemake not installed in this environment",
+)
 
 
 def sh(cmd: str, cwd: Path, env: dict) -> str:
@@ -32,9 +34,17 @@ def sh(cmd: str, cwd: Path, env: dict) -> str:
 
 
 def test_dvc_push_clone_pull_then_nothing_to_do(tmp_path):
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     env.pop("SNAKEMAKE_PROFILE", None)
     a, b, remote = tmp_path / "a", tmp_path / "b", tmp_path / "remote"
     sh(f"git clone -q {ROOT} {a}", tmp_path, env)

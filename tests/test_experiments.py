@@ -21,8 +21,17 @@ def _index(tmp_path):
         for src in ("natural", "creative"):
             for i in range(24):
                 img = np.clip(np.array(colour) + rng.normal(0, 30, (24, 24, 3)), 0, 255).astype(np.uint8)
-                rows.append(make_row(encode_png(Image.fromarray(img)), "png", generator=g, family=g,
-                                     prompt=f"{src} {i}", prompt_id=f"{src}{i}", prompt_source=src))
+                rows.append(
+                    make_row(
+                        encode_png(Image.fromarray(img)),
+                        "png",
+                        generator=g,
+                        family=g,
+                        prompt=f"{src} {i}",
+                        prompt_id=f"{src}{i}",
+                        prompt_source=src,
+                    )
+                )
     index = read_metadata([write_shard(rows, tmp_path / "toy.parquet")])
     index["split"] = np.array(["train", "train", "val", "test"])[np.arange(len(index)) % 4]
     index["in_benchmark"] = True
@@ -34,12 +43,23 @@ def _index(tmp_path):
 def _cfg():
     counts = {"train": 8, "val": 2, "test": 4}
     return {
-        "profile": "test", "split": {"seed": 0},
-        "training": {"epochs": 8, "warmup_epochs": 1, "batch_size": 8, "lr": 2e-3, "min_lr": 1e-5,
-                     "weight_decay": 0.05, "input_size": 16, "seed": 0},
+        "profile": "test",
+        "split": {"seed": 0},
+        "training": {
+            "epochs": 8,
+            "warmup_epochs": 1,
+            "batch_size": 8,
+            "lr": 2e-3,
+            "min_lr": 1e-5,
+            "weight_decay": 0.05,
+            "input_size": 16,
+            "seed": 0,
+        },
         "attributors": {"toy": {"kind": "timm_scratch", "label": "toy net", "spec": {"model": "test_resnet"}}},
-        "datasets": {"natural": {"prompt_sources": ["natural"], "counts": counts},
-                     "creative": {"prompt_sources": ["creative"], "counts": counts}},
+        "datasets": {
+            "natural": {"prompt_sources": ["natural"], "counts": counts},
+            "creative": {"prompt_sources": ["creative"], "counts": counts},
+        },
         "experiments": {"xd": {"attributor": "toy", "train": "natural", "test": ["natural", "creative"]}},
     }
 

@@ -11,8 +11,17 @@ from PIL import Image
 
 from attribench.models import features as feat
 from attribench.models.features import (
-    EMPTY_PROMPT, compute_vectors, feature_inputs, fuse, gram_features, gram_matrix, gram_size, gram_vector,
-    image_features, read_vectors, text_features,
+    EMPTY_PROMPT,
+    compute_vectors,
+    feature_inputs,
+    fuse,
+    gram_features,
+    gram_matrix,
+    gram_size,
+    gram_vector,
+    image_features,
+    read_vectors,
+    text_features,
 )
 from attribench.data.shards import encode_png, load_images, make_row, read_metadata, write_shard
 from attribench.models.style import gram_density_plot
@@ -34,9 +43,17 @@ def toy_index(tmp_path_factory):
             for i in range(n):
                 img = np.clip(np.array(colour) + rng.normal(0, 30, (36, 40, 3)), 0, 255).astype(np.uint8)
                 prompt = None if i % 4 == 3 else f"a {g} {split} scene number {i}"
-                rows.append(make_row(encode_png(Image.fromarray(img)), "png", generator=g, source="generated",
-                                     prompt=prompt, prompt_id=None if prompt is None else f"{g}-{split}-{i}",
-                                     prompt_source=split))
+                rows.append(
+                    make_row(
+                        encode_png(Image.fromarray(img)),
+                        "png",
+                        generator=g,
+                        source="generated",
+                        prompt=prompt,
+                        prompt_id=None if prompt is None else f"{g}-{split}-{i}",
+                        prompt_source=split,
+                    )
+                )
         shards.append(write_shard(rows, base / f"{g}.parquet"))
     index = read_metadata(shards)
     index["split"] = index["prompt_source"]
@@ -88,8 +105,16 @@ def test_image_and_gram_caches(toy_index, tmp_path):
     ids, grams, meta = read_vectors(path)
     assert grams.shape == (len(one), 4496) and meta["gram"]["layers"] == [0, 1, 2, 3]
     assert np.all(grams <= 1 + 1e-5) and np.all(grams >= -1 - 1e-5)
-    path = gram_features(one, "efficientnet_lite0", {}, [0, 1], tmp_path / "gram_relu.parquet", input_size=32,
-                         max_channels=16, rectify=True)
+    path = gram_features(
+        one,
+        "efficientnet_lite0",
+        {},
+        [0, 1],
+        tmp_path / "gram_relu.parquet",
+        input_size=32,
+        max_channels=16,
+        rectify=True,
+    )
     _, grams, _ = read_vectors(path)
     assert grams.shape == (len(one), 136 + 136) and grams.min() >= 0  # post-ReLU, as VGG's style layers
     assert not list(tmp_path.glob("*.tmp"))
@@ -103,8 +128,9 @@ def test_text_cache_and_fusion_width(toy_index, tmp_path):
 
     rows = toy_index.iloc[:3]
     blobs = load_images(rows)
-    fused = compute_vectors({"image": LITE0, "text": {"encoder": "minilm"}},
-                            [blobs[i] for i in rows["image_id"]], list(rows["prompt"]))
+    fused = compute_vectors(
+        {"image": LITE0, "text": {"encoder": "minilm"}}, [blobs[i] for i in rows["image_id"]], list(rows["prompt"])
+    )
     assert fused.shape == (3, 1280 + 384) == (3, 1664)
     assert fuse(np.zeros((3, 1280)), np.zeros((3, 384))).shape == (3, 1664)
     with pytest.raises(ValueError, match="2 text vectors"):
@@ -136,12 +162,22 @@ def test_feature_run_predict_recomputes_from_images(toy_index, tmp_path):
 
     spec_f = {"image": LITE0}
     inputs = feature_inputs(toy_index, spec_f, tmp_path / "cache")
-    spec = {"attributor": "linear_probe", "attributor_spec": {"in_dim": 1280}, "classes": ["blue", "red"],
-            "epochs": 5, "batch_size": 8, "lr": 5e-2, "warmup_epochs": 0, "num_threads": 1, "features": spec_f}
+    spec = {
+        "attributor": "linear_probe",
+        "attributor_spec": {"in_dim": 1280},
+        "classes": ["blue", "red"],
+        "epochs": 5,
+        "batch_size": 8,
+        "lr": 5e-2,
+        "warmup_epochs": 0,
+        "num_threads": 1,
+        "features": spec_f,
+    }
     from split_eval import evaluate_split
 
-    m, rec = evaluate_split(tmp_path / "run", toy_index, train_run(toy_index, spec, tmp_path / "run", inputs=inputs),
-                            inputs=inputs)
+    m, rec = evaluate_split(
+        tmp_path / "run", toy_index, train_run(toy_index, spec, tmp_path / "run", inputs=inputs), inputs=inputs
+    )
     assert m["test_accuracy"] >= 0.9
     blobs = load_images(toy_index[toy_index["image_id"].isin(rec["image_id"])])
     probs = predict(tmp_path / "run", [blobs[i] for i in rec["image_id"]])
@@ -150,8 +186,11 @@ def test_feature_run_predict_recomputes_from_images(toy_index, tmp_path):
 
 def test_gram_density_plot(tmp_path):
     rng = np.random.default_rng(0)
-    grams = {"sd": rng.uniform(0.1, 0.4, (20, 30)), "real": rng.uniform(0.3, 0.9, (20, 30)),
-             "odd": np.concatenate([rng.uniform(-0.5, -0.1, (2, 30)), rng.uniform(0.2, 0.5, (5, 30))])}
+    grams = {
+        "sd": rng.uniform(0.1, 0.4, (20, 30)),
+        "real": rng.uniform(0.3, 0.9, (20, 30)),
+        "odd": np.concatenate([rng.uniform(-0.5, -0.1, (2, 30)), rng.uniform(0.2, 0.5, (5, 30))]),
+    }
     for values in ("image_mean", "class_mean"):
         out = gram_density_plot(grams, tmp_path / f"fig9_{values}.png", values=values)
         assert out.read_bytes()[:4] == b"\x89PNG"

@@ -26,10 +26,21 @@ def messy_folder(tmp_path):
 
 
 def _cfg(folder, **extra):
-    spec = {"backend": "folder", "family": "midjourney", "source": "imported", "path": str(folder),
-            "captions": str(folder / "captions.csv"), **extra}
-    return {"profile": "test", "seed": 0, "device": "cpu", "generators": {"mj": spec},
-            "prompts": {"chunk_size": 10, "sources": {}}}
+    spec = {
+        "backend": "folder",
+        "family": "midjourney",
+        "source": "imported",
+        "path": str(folder),
+        "captions": str(folder / "captions.csv"),
+        **extra,
+    }
+    return {
+        "profile": "test",
+        "seed": 0,
+        "device": "cpu",
+        "generators": {"mj": spec},
+        "prompts": {"chunk_size": 10, "sources": {}},
+    }
 
 
 def test_skip_mode_reports_each_bad_file_and_imports_the_rest(messy_folder, tmp_path, caplog):

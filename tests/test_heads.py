@@ -45,8 +45,16 @@ def _toy_vectors(n_per_split=(40, 10, 10), dim=16, classes=("a", "b", "c"), seed
     return pd.DataFrame(rows), inputs
 
 
-SPEC = {"attributor": "linear_probe", "attributor_spec": {"in_dim": 16}, "classes": ["a", "b", "c"],
-        "epochs": 20, "batch_size": 32, "lr": 1e-2, "warmup_epochs": 2, "num_threads": 1}
+SPEC = {
+    "attributor": "linear_probe",
+    "attributor_spec": {"in_dim": 16},
+    "classes": ["a", "b", "c"],
+    "epochs": 20,
+    "batch_size": 32,
+    "lr": 1e-2,
+    "warmup_epochs": 2,
+    "num_threads": 1,
+}
 
 
 def test_linear_probe_on_cached_vectors(tmp_path):
@@ -80,11 +88,15 @@ def test_mlp_on_cached_vectors_repeatable(tmp_path):
 def test_finetune_renormalises_to_backbone_stats():
     kwargs = dict(depth=1, embed_dim=32, num_heads=2, img_size=32)
     torch.manual_seed(0)
-    model = build_attributor("finetune", {"backbone": "timm:vit_base_patch16_clip_224",
-                                          "backbone_spec": {"allow_random": True, "model_kwargs": kwargs}}, 5).eval()
+    model = build_attributor(
+        "finetune",
+        {"backbone": "timm:vit_base_patch16_clip_224", "backbone_spec": {"allow_random": True, "model_kwargs": kwargs}},
+        5,
+    ).eval()
     assert all(p.requires_grad for p in model.parameters())  # unfrozen
     assert set(model.state_dict()) == {k for k, _ in model.named_parameters()} | {
-        k for k, _ in model.named_buffers() if k not in ("scale", "shift")}
+        k for k, _ in model.named_buffers() if k not in ("scale", "shift")
+    }
     raw = torch.rand(2, 3, 32, 32)
     imagenet = (raw - IMAGENET_MEAN) / IMAGENET_STD  # what train_run feeds
     bb = load_backbone("timm:vit_base_patch16_clip_224", {"allow_random": True, "model_kwargs": kwargs})
@@ -100,12 +112,29 @@ def test_finetune_lite0_trains_through_train_run(tmp_path):
         for split, n in (("train", 8), ("val", 4), ("test", 4)):
             for i in range(n):
                 img = np.clip(np.array(colour) + rng.normal(0, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
-                rows.append(make_row(encode_png(Image.fromarray(img)), "png", generator=g, source="generated",
-                                     prompt=f"{split} {i}", prompt_source="toy"))
+                rows.append(
+                    make_row(
+                        encode_png(Image.fromarray(img)),
+                        "png",
+                        generator=g,
+                        source="generated",
+                        prompt=f"{split} {i}",
+                        prompt_source="toy",
+                    )
+                )
     index = read_metadata([write_shard(rows, tmp_path / "toy.parquet")])
     index["split"] = index["prompt"].str.split().str[0]
-    spec = {"attributor": "finetune", "attributor_spec": {"backbone": "efficientnet_lite0"}, "input_size": 32,
-            "classes": ["blue", "red"], "epochs": 2, "batch_size": 8, "lr": 1e-3, "warmup_epochs": 1, "num_threads": 1}
+    spec = {
+        "attributor": "finetune",
+        "attributor_spec": {"backbone": "efficientnet_lite0"},
+        "input_size": 32,
+        "classes": ["blue", "red"],
+        "epochs": 2,
+        "batch_size": 8,
+        "lr": 1e-3,
+        "warmup_epochs": 1,
+        "num_threads": 1,
+    }
     m = train_run(index, spec, tmp_path / "run", inputs=None)
     assert m["n_parameters"] == 4_652_008 - (1280 * 1000 + 1000) + (1280 * 2 + 2)  # ImageNet fc -> 2-way head
     model, meta = load_model(tmp_path / "run")

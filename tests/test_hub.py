@@ -42,7 +42,13 @@ def test_branch_names_are_not_pins_and_unconfirmed_pins_refuse_to_load():
 def test_transform_default_models_match_the_transforms():
     from attribench.transforms import inpaint, learned, perturb
 
-    funcs = {"sdedit": perturb.sdedit, "inpaint": inpaint.inpaint, "depth": learned.depth,
-             "normals": learned.normals, "albedo": learned.albedo, "shading": learned.shading}
+    funcs = {
+        "sdedit": perturb.sdedit,
+        "inpaint": inpaint.inpaint,
+        "depth": learned.depth,
+        "normals": learned.normals,
+        "albedo": learned.albedo,
+        "shading": learned.shading,
+    }
     for name, fn in funcs.items():
         assert inspect.signature(fn).parameters["model"].default == hub.TRANSFORM_DEFAULT_MODELS[name], name

@@ -102,8 +102,12 @@ def test_inpaint_changes_only_the_mask(tiny_inpainters, kind):
 def test_derived_shard_keeps_the_mask_recoverable(tiny_inpainters, tmp_path):
     # Two sizes, one not divisible by 8 (inpainted at 56x72, resized back): derive batches by shape.
     ims = [_textured(1, 64, 64, seed=1)[0], _textured(1, 60, 76, seed=2)[0]]
-    rows = [make_row(encode_png(Image.fromarray(im)), "png", generator="g", prompt="a dog", height=im.shape[0],
-                     width=im.shape[1]) for im in ims]
+    rows = [
+        make_row(
+            encode_png(Image.fromarray(im)), "png", generator="g", prompt="a dog", height=im.shape[0], width=im.shape[1]
+        )
+        for im in ims
+    ]
     write_shard(rows, tmp_path / "raw.parquet")
     spec = {"name": "inpaint", "band": "large", "model": tiny_inpainters["sd-9ch"], "steps": 2}
     T.apply_to_shard(tmp_path / "raw.parquet", tmp_path / "inpaint.parquet", spec)

@@ -34,21 +34,49 @@ def toy(tmp_path_factory):
     """Three 'generators' (noisy colours) rendering the same 24 prompts; prompt-disjoint splits."""
     root = tmp_path_factory.mktemp("jiang")
     rng = np.random.default_rng(0)
-    rows = [make_row(_toy_image(g, rng), "png", generator=g, family=g, prompt=f"prompt {p}", prompt_id=f"p{p:02d}",
-                     prompt_source="natural") for g in COLOURS for p in range(24)]
+    rows = [
+        make_row(
+            _toy_image(g, rng),
+            "png",
+            generator=g,
+            family=g,
+            prompt=f"prompt {p}",
+            prompt_id=f"p{p:02d}",
+            prompt_source="natural",
+        )
+        for g in COLOURS
+        for p in range(24)
+    ]
     index = read_metadata([write_shard(rows, root / "toy.parquet")])
     index["split"] = np.where(index["prompt_id"] < "p12", "train", np.where(index["prompt_id"] < "p18", "val", "test"))
     index["in_benchmark"] = True
     index.to_parquet(root / "index.parquet")
     cfg = {
-        "profile": "test", "seed": 0, "split": {"seed": 0}, "delivery": {"size": 20, "format": "png"},
-        "training": {"epochs": 3, "warmup_epochs": 0, "batch_size": 16, "lr": 3e-3, "min_lr": 1e-5,
-                     "weight_decay": 0.0, "input_size": 16, "seed": 0, "lr_step_epochs": 2, "lr_gamma": 0.5},
-        "attributors": {"enc": {"kind": "jiang_siamese", "spec": TINY},
-                        "probe": {"kind": "jiang_probe", "spec": {"encoder_run": "enc_all"}}},
+        "profile": "test",
+        "seed": 0,
+        "split": {"seed": 0},
+        "delivery": {"size": 20, "format": "png"},
+        "training": {
+            "epochs": 3,
+            "warmup_epochs": 0,
+            "batch_size": 16,
+            "lr": 3e-3,
+            "min_lr": 1e-5,
+            "weight_decay": 0.0,
+            "input_size": 16,
+            "seed": 0,
+            "lr_step_epochs": 2,
+            "lr_gamma": 0.5,
+        },
+        "attributors": {
+            "enc": {"kind": "jiang_siamese", "spec": TINY},
+            "probe": {"kind": "jiang_probe", "spec": {"encoder_run": "enc_all"}},
+        },
         "datasets": {"all": {}},
-        "experiments": {"enc_all": {"attributor": "enc", "train": "all"},
-                        "probe_all": {"attributor": "probe", "train": "all"}},
+        "experiments": {
+            "enc_all": {"attributor": "enc", "train": "all"},
+            "probe_all": {"attributor": "probe", "train": "all"},
+        },
     }
     return root, index, cfg
 
@@ -101,7 +129,9 @@ def test_pair_rows_match_a_brute_force_count():
     emb = rng.normal(size=(len(gens), 6)) + (gens == "a")[:, None] * 1.5
     i, j, scores, same = jt.pair_scores(emb, gens)
     thr = 0.1
-    rows = {(r["generator_a"], r["generator_b"]): r for r in je.pair_rows(gens[i], gens[j], scores, thr, ["a", "b", "c"])}
+    rows = {
+        (r["generator_a"], r["generator_b"]): r for r in je.pair_rows(gens[i], gens[j], scores, thr, ["a", "b", "c"])
+    }
     e = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     for (a, b), row in rows.items():
         counts = {"TP": 0, "FP": 0, "FN": 0, "TN": 0}
@@ -122,8 +152,16 @@ def test_regenerate_flow_with_a_real_tiny_zoo_pipeline(tmp_path):
     from attribench.data.zoo import save_zoo_model
 
     zoo = save_zoo_model("sd", tmp_path / "sd_tiny", seed=1)
-    gen = {"backend": "diffusers", "family": "sd", "model": str(zoo), "pipeline": "StableDiffusionPipeline",
-           "steps": 2, "guidance": 5.0, "width": 32, "height": 32}
+    gen = {
+        "backend": "diffusers",
+        "family": "sd",
+        "model": str(zoo),
+        "pipeline": "StableDiffusionPipeline",
+        "steps": 2,
+        "guidance": 5.0,
+        "width": 32,
+        "height": 32,
+    }
     cfg = {"seed": 0, "device": "cpu", "generators": {"sd_tiny": gen, "sd_other": {**gen, "steps": 3}}}
     torch.manual_seed(0)
     encoder = build_attributor("jiang_siamese", TINY, 2)
@@ -131,8 +169,9 @@ def test_regenerate_flow_with_a_real_tiny_zoo_pipeline(tmp_path):
     query = render("a red bus on a bridge")  # the suspect made it, with the seed it uses for this caption
     out = js.verify_by_regeneration(query, "a red bus on a bridge", render, encoder, threshold=0.999, input_size=32)
     assert out["reference"] == query and out["score"] == pytest.approx(1.0, abs=1e-5) and out["same_generator"]
-    other = js.verify_by_regeneration(query, "a red bus on a bridge", js.backend_renderer(cfg, "sd_other"),
-                                      encoder, threshold=0.999, input_size=32)
+    other = js.verify_by_regeneration(
+        query, "a red bus on a bridge", js.backend_renderer(cfg, "sd_other"), encoder, threshold=0.999, input_size=32
+    )
     assert other["reference"] != query and other["score"] < out["score"]
 
 
@@ -152,8 +191,14 @@ def test_jiang_pairs_table_both_modes(toy, encoder_run, monkeypatch):
             return [{"image": _toy_image(gen, rng), "format": "png"} for _ in items]
 
     monkeypatch.setitem(BACKENDS, "toy_colour", Colours())
-    cfg = {**cfg, "generators": {g: {"backend": "toy_colour", "family": g} for g in COLOURS},
-           "jiang_pairs": {"evaluations": [{"encoder": "enc_all", "dataset": "all"}], "regenerate": {"queries_per_class": 2}}}
+    cfg = {
+        **cfg,
+        "generators": {g: {"backend": "toy_colour", "family": g} for g in COLOURS},
+        "jiang_pairs": {
+            "evaluations": [{"encoder": "enc_all", "dataset": "all"}],
+            "regenerate": {"queries_per_class": 2},
+        },
+    }
     df = je.write_jiang_pairs(cfg, root / "index.parquet", root / "pairs.csv", root / "pairs.png", runs=run.parent)
     assert list(df.columns) == je.COLUMNS and (root / "pairs.png").stat().st_size > 0
     overall = df[df.generator_a == "all"].set_index("mode")
@@ -175,6 +220,9 @@ def test_probe_freezes_the_trained_encoder(toy, encoder_run, monkeypatch):
     assert not probe.encoder.training  # BatchNorm statistics stay as trained
     metrics = run_experiment(cfg, "probe_all", root / "index.parquet", root / "results/runs/probe_all", threads=1)
     assert metrics["test"]["all"]["n"] == 18 and "trainer" not in metrics  # plain cross-entropy run
-    enc, probe_state = load_file(run / "model.safetensors"), load_file(root / "results/runs/probe_all/model.safetensors")
+    enc, probe_state = (
+        load_file(run / "model.safetensors"),
+        load_file(root / "results/runs/probe_all/model.safetensors"),
+    )
     for k, v in enc.items():  # every encoder tensor (weights and BN running stats) is unchanged
         assert torch.equal(probe_state[f"encoder.{k}"], v), k

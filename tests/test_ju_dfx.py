@@ -24,7 +24,9 @@ torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_INDEX = REPO / "data/smoke/dataset/index.parquet"
 LABELS3 = {"dm": "*", "gan": ["gan"], "real": ["real"]}
-needs_smoke = pytest.mark.skipif(not SMOKE_INDEX.exists(), reason="data/smoke not built (snakemake results/dataset_summary.csv)")
+needs_smoke = pytest.mark.skipif(
+    not SMOKE_INDEX.exists(), reason="data/smoke not built (snakemake results/dataset_summary.csv)"
+)
 
 
 def _toy_index(families: dict[str, str], per_split=(("train", 12), ("val", 10), ("test", 10))) -> pd.DataFrame:
@@ -37,13 +39,24 @@ FAMILIES = {"sd_a": "sd", "sd_b": "sd", "xl": "sdxl", "dcgan": "gan", "photos": 
 
 # ---------------------------------------------------------------- dataset label views
 
+
 def test_labels_map_generators_and_families_keep_the_generator():
     index = _toy_index(FAMILIES)
     assert label_map(index, "v", {"real": ["real"], "fake": "*"}) == {
-        "photos": "real", "sd_a": "fake", "sd_b": "fake", "xl": "fake", "dcgan": "fake"}
+        "photos": "real",
+        "sd_a": "fake",
+        "sd_b": "fake",
+        "xl": "fake",
+        "dcgan": "fake",
+    }
     # by family (sd -> both sd generators) and by generator name (xl); "*" takes only the rest
     assert label_map(index, "v", {"a": ["sd"], "b": ["xl", "photos"], "c": "*"}) == {
-        "sd_a": "a", "sd_b": "a", "xl": "b", "photos": "b", "dcgan": "c"}
+        "sd_a": "a",
+        "sd_b": "a",
+        "xl": "b",
+        "photos": "b",
+        "dcgan": "c",
+    }
     ds = select(index, "v", {"labels": {"real": ["real"], "fake": "*"}})
     assert set(ds["label"]) == {"real", "fake"} and set(ds["generator"]) == set(FAMILIES)  # provenance kept
     assert (ds.loc[ds.generator == "photos", "label"] == "real").all()
@@ -79,8 +92,10 @@ def test_one_vs_rest_view_is_the_90_10_base_model_subset():
 @needs_smoke
 def test_smoke_views_binary_dfx_and_heldout(smoke_cfg):
     index = pd.read_parquet(SMOKE_INDEX)
-    views = {v: select(index, v, smoke_cfg["datasets"][v], 0) for v in
-             ("binary", "dfx3", "seen_binary", "heldout_binary", "dfx_base_gan")}
+    views = {
+        v: select(index, v, smoke_cfg["datasets"][v], 0)
+        for v in ("binary", "dfx3", "seen_binary", "heldout_binary", "dfx_base_gan")
+    }
     tr = views["binary"][views["binary"].split == "train"]
     assert tr.groupby("label").size().to_dict() == {"fake": 7 * 120, "real": 120}
     assert views["dfx3"].groupby("label").generator.nunique().to_dict() == {"dm": 6, "gan": 1, "real": 1}
@@ -93,9 +108,11 @@ def test_smoke_views_binary_dfx_and_heldout(smoke_cfg):
 
 # ---------------------------------------------------------------- training hooks
 
+
 def _pngs(n, h=40, w=48, seed=0):
     rng = np.random.default_rng(seed)
     from PIL import Image
+
     return [encode_png(Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))) for _ in range(n)]
 
 
@@ -107,7 +124,9 @@ def test_ju_augmentation_hook_is_deterministic_before_resize_and_training_only()
         ds.set_epoch(epoch)
         for i in range(6):
             # ju_augment on the full 40x48 decoded image with the (seed, epoch, item) stream, then resize
-            want = resize_crop_pixels(ju.ju_augment(decode_pixels(blobs[i]), np.random.default_rng([seed, epoch, i]), p=1.0), size)
+            want = resize_crop_pixels(
+                ju.ju_augment(decode_pixels(blobs[i]), np.random.default_rng([seed, epoch, i]), p=1.0), size
+            )
             assert torch.equal(ds.train_pixels(i), want)
             assert not torch.equal(want, ds.pixels[i])  # p=1: it really changed the image
     ds.set_epoch(1)
@@ -116,9 +135,13 @@ def test_ju_augmentation_hook_is_deterministic_before_resize_and_training_only()
     assert not all(torch.equal(a, ds.train_pixels(i)) for i, a in enumerate(first))  # new draws each epoch
     # Evaluation datasets ignore the hook: their items are the cached resize of the original.
     ev = ImageDataset(blobs, [0] * 6, size, train=False, augment=aug)
-    assert ev.augment is None and all(torch.equal(ev[i][0], ImageDataset(blobs, [0] * 6, size, False)[i][0]) for i in range(6))
+    assert ev.augment is None and all(
+        torch.equal(ev[i][0], ImageDataset(blobs, [0] * 6, size, False)[i][0]) for i in range(6)
+    )
     # p=0: items (flips included) are exactly those of a dataset without the hook.
-    off = ImageDataset(blobs, [0] * 6, size, train=True, seed=seed, augment=hooks.make_augmentation({"name": "ju", "p": 0.0}))
+    off = ImageDataset(
+        blobs, [0] * 6, size, train=True, seed=seed, augment=hooks.make_augmentation({"name": "ju", "p": 0.0})
+    )
     plain = ImageDataset(blobs, [0] * 6, size, train=True, seed=seed)
     assert all(torch.equal(off[i][0], plain[i][0]) for i in range(6))
     with pytest.raises(KeyError, match="unknown augmentation"):
@@ -132,7 +155,9 @@ def test_blur_sigma_transform_is_the_augmentation_blur():
     x = np.random.default_rng(0).integers(0, 256, (2, 24, 24, 3), dtype=np.uint8)
     out = T.apply({"name": "gaussian_blur_sigma", "sigma": 2}, x)
     params = {"sigma": 2.0, "quality": None}
-    assert np.array_equal(out[0], ju.apply_ju_params(torch.from_numpy(x[0]).permute(2, 0, 1), params).permute(1, 2, 0).numpy())
+    assert np.array_equal(
+        out[0], ju.apply_ju_params(torch.from_numpy(x[0]).permute(2, 0, 1), params).permute(1, 2, 0).numpy()
+    )
     assert np.array_equal(out[1], blur_sigma(x[1], 2))
     assert np.array_equal(T.apply({"name": "gaussian_blur_sigma", "sigma": 0}, x), x)
     assert np.abs(np.diff(out.astype(float), axis=1)).mean() < np.abs(np.diff(x.astype(float), axis=1)).mean() / 2
@@ -160,6 +185,7 @@ def test_average_precision_matches_sklearn_with_ties():
 
 # ---------------------------------------------------------------- tiny runs on real shard images
 
+
 @pytest.fixture(scope="module")
 def real_index(tmp_path_factory):
     """9 train / 9 val / 9 test images of sd_tiny, dcgan_faces and real (the smoke shards' own bytes,
@@ -173,8 +199,10 @@ def real_index(tmp_path_factory):
     images = load_images(rows)
     out = tmp_path_factory.mktemp("real")
     keep = ["generator", "family", "source", "prompt", "prompt_id", "prompt_source"]
-    shard = write_shard([make_row(images[r["image_id"]], r["format"], **{k: r[k] for k in keep})
-                         for r in rows.to_dict("records")], out / "real.parquet")
+    shard = write_shard(
+        [make_row(images[r["image_id"]], r["format"], **{k: r[k] for k in keep}) for r in rows.to_dict("records")],
+        out / "real.parquet",
+    )
     new = read_metadata([shard]).merge(rows[["image_id", "split", "in_benchmark", "group"]], on="image_id")
     path = out / "index.parquet"
     new.to_parquet(path)
@@ -184,21 +212,49 @@ def real_index(tmp_path_factory):
 def _cfg():
     base = {"labels": LABELS3}
     return {
-        "profile": "test", "split": {"seed": 0},
-        "training": {"epochs": 2, "warmup_epochs": 0, "batch_size": 9, "lr": 1e-3, "min_lr": 1e-5,
-                     "weight_decay": 0.05, "input_size": 64, "seed": 0, "num_threads": 1},
-        "attributors": {
-            "ju": {"kind": "ju_fusion", "label": "ju", "training": {"augment": {"name": "ju", "p": 0.5}},
-                   "spec": {"backbone": "test_resnet", "patch_size": 16, "embed_dim": 16, "model_kwargs": {"output_stride": 16}}},
-            "base": {"kind": "timm_scratch", "label": "base", "spec": {"model": "test_resnet"}},
-            "dfx": {"kind": "deepfeaturex", "label": "dfx", "training": {"loss": "weighted_ce"},
-                    "spec": {"base_runs": {"dm": "b_dm", "gan": "b_gan", "real": "b_real"}, "channels": [4, 4, 4, 4, 4]}},
+        "profile": "test",
+        "split": {"seed": 0},
+        "training": {
+            "epochs": 2,
+            "warmup_epochs": 0,
+            "batch_size": 9,
+            "lr": 1e-3,
+            "min_lr": 1e-5,
+            "weight_decay": 0.05,
+            "input_size": 64,
+            "seed": 0,
+            "num_threads": 1,
         },
-        "datasets": {"binary": {"labels": {"real": ["real"], "fake": "*"}}, "dfx3": base,
-                     **{f"b_{g}": {**base, "one_vs_rest": {"positive": g}} for g in ("dm", "gan", "real")}},
-        "experiments": {"ju_binary": {"attributor": "ju", "train": "binary"},
-                        **{f"b_{g}": {"attributor": "base", "train": f"b_{g}"} for g in ("dm", "gan", "real")},
-                        "dfx3": {"attributor": "dfx", "train": "dfx3"}},
+        "attributors": {
+            "ju": {
+                "kind": "ju_fusion",
+                "label": "ju",
+                "training": {"augment": {"name": "ju", "p": 0.5}},
+                "spec": {
+                    "backbone": "test_resnet",
+                    "patch_size": 16,
+                    "embed_dim": 16,
+                    "model_kwargs": {"output_stride": 16},
+                },
+            },
+            "base": {"kind": "timm_scratch", "label": "base", "spec": {"model": "test_resnet"}},
+            "dfx": {
+                "kind": "deepfeaturex",
+                "label": "dfx",
+                "training": {"loss": "weighted_ce"},
+                "spec": {"base_runs": {"dm": "b_dm", "gan": "b_gan", "real": "b_real"}, "channels": [4, 4, 4, 4, 4]},
+            },
+        },
+        "datasets": {
+            "binary": {"labels": {"real": ["real"], "fake": "*"}},
+            "dfx3": base,
+            **{f"b_{g}": {**base, "one_vs_rest": {"positive": g}} for g in ("dm", "gan", "real")},
+        },
+        "experiments": {
+            "ju_binary": {"attributor": "ju", "train": "binary"},
+            **{f"b_{g}": {"attributor": "base", "train": f"b_{g}"} for g in ("dm", "gan", "real")},
+            "dfx3": {"attributor": "dfx", "train": "dfx3"},
+        },
     }
 
 
@@ -214,9 +270,15 @@ def test_ju_binary_end_to_end_on_real_images(real_index, tmp_path, monkeypatch):
     # The detection table: AP per family, mAP, global AP; clean = the recorded predictions.
     from attribench.reports.method_reports import ju_detection
 
-    cfg = {**_cfg(), "delivery": {"size": 64, "format": "jpeg", "quality": 95},
-           "ju_detection": {"detector": "ju_binary", "positive": "fake",
-                            "perturbations": {"gaussian_blur_sigma": [{"sigma": 2}], "jpeg": [{"quality": 30}]}}}
+    cfg = {
+        **_cfg(),
+        "delivery": {"size": 64, "format": "jpeg", "quality": 95},
+        "ju_detection": {
+            "detector": "ju_binary",
+            "positive": "fake",
+            "perturbations": {"gaussian_blur_sigma": [{"sigma": 2}], "jpeg": [{"quality": 30}]},
+        },
+    }
     df = ju_detection(cfg, real_index, tmp_path / "ju.csv", tmp_path / "ju.png")
     clean = df[df.perturbation == "clean"].set_index(["family", "metric"]).value
     y = (preds.true_label == "fake").to_numpy()
@@ -258,21 +320,38 @@ def test_deepfeaturex_chain_weighted_ce_and_frozen_bases(real_index, tmp_path, m
     from attribench.models.attributors import build_attributor
 
     torch.manual_seed(0)  # train_run's seed: the head the run started from
-    init = build_attributor("deepfeaturex", json.loads(Path("results/runs/dfx3/model.json").read_text())["attributor_spec"], 3)
+    init = build_attributor(
+        "deepfeaturex", json.loads(Path("results/runs/dfx3/model.json").read_text())["attributor_spec"], 3
+    )
     assert any(not torch.equal(v, state[f"head.{k}"]) for k, v in init.head.state_dict().items())
     # The table: base models, 3-class and binary (DM + GAN = fake) readings, clean and JPEG.
     from attribench.reports.method_reports import deepfeaturex_table
 
-    cfg = {**cfg, "delivery": {"size": 64, "format": "jpeg", "quality": 95},
-           "deepfeaturex": {"experiment": "dfx3", "bases": ["b_dm", "b_gan", "b_real"], "real_label": "real",
-                            "perturbations": {"jpeg": [{"quality": 50}]}}}
+    cfg = {
+        **cfg,
+        "delivery": {"size": 64, "format": "jpeg", "quality": 95},
+        "deepfeaturex": {
+            "experiment": "dfx3",
+            "bases": ["b_dm", "b_gan", "b_real"],
+            "real_label": "real",
+            "perturbations": {"jpeg": [{"quality": 50}]},
+        },
+    }
     df = deepfeaturex_table(cfg, real_index, tmp_path / "dfx.csv", tmp_path / "dfx.png")
     rec = pd.read_parquet("results/runs/dfx3/predictions_dfx3.parquet")
     acc = df[(df.task == "3class") & (df.perturbation == "clean") & (df.metric == "accuracy")].value.item()
     assert acc == pytest.approx((rec.true_label == rec.pred_label).mean())
-    binary = df[(df.task == "binary_fake_vs_real") & (df.perturbation == "clean") & (df.metric == "accuracy")].value.item()
+    binary = df[
+        (df.task == "binary_fake_vs_real") & (df.perturbation == "clean") & (df.metric == "accuracy")
+    ].value.item()
     assert binary == pytest.approx(((rec.true_label == "real") == (rec.pred_label == "real")).mean())
-    assert set(df.task) == {"base_dm_vs_others", "base_gan_vs_others", "base_real_vs_others", "3class", "binary_fake_vs_real"}
+    assert set(df.task) == {
+        "base_dm_vs_others",
+        "base_gan_vs_others",
+        "base_real_vs_others",
+        "3class",
+        "binary_fake_vs_real",
+    }
     assert set(df[df.task == "3class"].perturbation) == {"clean", "jpeg"}
 
 

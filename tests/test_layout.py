@@ -15,7 +15,12 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PKG = SRC / "attribench"
 # The pipeline order (shared/DESIGN.md section 2): a stage may import itself and earlier stages only.
 STAGES = ["core", "data", "transforms", "models", "training", "methods", "experiments", "reports"]
-TOP_LEVEL = {"__init__", "cli", "plugins", "dag"}  # entry points, the plugin loader and the DAG plan sit above the stages
+TOP_LEVEL = {
+    "__init__",
+    "cli",
+    "plugins",
+    "dag",
+}  # entry points, the plugin loader and the DAG plan sit above the stages
 
 
 def module_name(path: Path) -> str:
@@ -53,7 +58,9 @@ def imports_of(path: Path) -> list[tuple[str, int, bool, str]]:
                 targets = []
                 for a in child.names:
                     sub = f"{stem}.{a.name}"
-                    known = (SRC / sub.replace(".", "/")).with_suffix(".py").exists() or (SRC / sub.replace(".", "/")).is_dir()
+                    known = (SRC / sub.replace(".", "/")).with_suffix(".py").exists() or (
+                        SRC / sub.replace(".", "/")
+                    ).is_dir()
                     targets.append(sub if known else stem)
             else:
                 visit(child, func)
@@ -98,7 +105,7 @@ def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
             if v not in g:
                 continue
             if colour.get(v) == 1:
-                return stack[stack.index(v):] + [v]
+                return stack[stack.index(v) :] + [v]
             if not colour.get(v):
                 found = dfs(v)
                 if found:
@@ -169,8 +176,9 @@ def test_dag_build_imports_no_torch():
     assert out.stdout.strip() == "", f"DAG planning imported heavy modules: {out.stdout.strip()}"
 
 
-@pytest.mark.parametrize("smk", sorted((SRC.parent / "workflow").rglob("*.smk")) + [SRC.parent / "Snakefile"],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "smk", sorted((SRC.parent / "workflow").rglob("*.smk")) + [SRC.parent / "Snakefile"], ids=lambda p: p.name
+)
 def test_workflow_imports_only_planning_modules(smk):
     allowed = ("attribench.core", "attribench.dag")
     bad = []

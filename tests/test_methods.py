@@ -37,24 +37,34 @@ def test_supcon_matches_eq1_by_hand():
     emb, tau = torch.tensor(E, dtype=torch.float64), 0.5
     # Two sources, two images each. P(i) = the other image of i's source, A(i) = the other source.
     labels = torch.tensor([0, 0, 1, 1])
-    by_hand = (math.log(_t(0, 1, tau) / (_t(0, 2, tau) + _t(0, 3, tau)))
-               + math.log(_t(1, 0, tau) / (_t(1, 2, tau) + _t(1, 3, tau)))
-               + math.log(_t(2, 3, tau) / (_t(2, 0, tau) + _t(2, 1, tau)))
-               + math.log(_t(3, 2, tau) / (_t(3, 0, tau) + _t(3, 1, tau)))) / 4
+    by_hand = (
+        math.log(_t(0, 1, tau) / (_t(0, 2, tau) + _t(0, 3, tau)))
+        + math.log(_t(1, 0, tau) / (_t(1, 2, tau) + _t(1, 3, tau)))
+        + math.log(_t(2, 3, tau) / (_t(2, 0, tau) + _t(2, 1, tau)))
+        + math.log(_t(3, 2, tau) / (_t(3, 0, tau) + _t(3, 1, tau)))
+    ) / 4
     assert js.supcon_loss(emb, labels, tau).item() == pytest.approx(by_hand, rel=1e-9)
     # Khosla's A(i) = every other image (the positive joins the denominator).
-    all_others = (math.log(_t(0, 1, tau) / (_t(0, 1, tau) + _t(0, 2, tau) + _t(0, 3, tau)))
-                  + math.log(_t(1, 0, tau) / (_t(1, 0, tau) + _t(1, 2, tau) + _t(1, 3, tau)))
-                  + math.log(_t(2, 3, tau) / (_t(2, 3, tau) + _t(2, 0, tau) + _t(2, 1, tau)))
-                  + math.log(_t(3, 2, tau) / (_t(3, 2, tau) + _t(3, 0, tau) + _t(3, 1, tau)))) / 4
+    all_others = (
+        math.log(_t(0, 1, tau) / (_t(0, 1, tau) + _t(0, 2, tau) + _t(0, 3, tau)))
+        + math.log(_t(1, 0, tau) / (_t(1, 0, tau) + _t(1, 2, tau) + _t(1, 3, tau)))
+        + math.log(_t(2, 3, tau) / (_t(2, 3, tau) + _t(2, 0, tau) + _t(2, 1, tau)))
+        + math.log(_t(3, 2, tau) / (_t(3, 2, tau) + _t(3, 0, tau) + _t(3, 1, tau)))
+    ) / 4
     assert js.supcon_loss(emb, labels, tau, contrast="all_others").item() == pytest.approx(all_others, rel=1e-9)
     # Anchors 2 and 3 have no positive: they add nothing, but |I| stays 4.
-    lonely = (math.log(_t(0, 1, tau) / (_t(0, 2, tau) + _t(0, 3, tau)))
-              + math.log(_t(1, 0, tau) / (_t(1, 2, tau) + _t(1, 3, tau)))) / 4
+    lonely = (
+        math.log(_t(0, 1, tau) / (_t(0, 2, tau) + _t(0, 3, tau)))
+        + math.log(_t(1, 0, tau) / (_t(1, 2, tau) + _t(1, 3, tau)))
+    ) / 4
     assert js.supcon_loss(emb, torch.tensor([0, 0, 1, 2]), tau).item() == pytest.approx(lonely, rel=1e-9)
     # Two prompts: Eq. 1 per prompt set I, then the mean; pairs never cross prompts.
-    two = js.supcon_loss(torch.cat([emb, emb.flip(0)]), torch.tensor([0, 0, 1, 1, 1, 1, 0, 0]), tau,
-                         groups=torch.tensor([0, 0, 0, 0, 1, 1, 1, 1]))
+    two = js.supcon_loss(
+        torch.cat([emb, emb.flip(0)]),
+        torch.tensor([0, 0, 1, 1, 1, 1, 0, 0]),
+        tau,
+        groups=torch.tensor([0, 0, 0, 0, 1, 1, 1, 1]),
+    )
     assert two.item() == pytest.approx(by_hand, rel=1e-9)
 
 
@@ -133,6 +143,7 @@ def test_siamese_encoder_and_regeneration_verification(monkeypatch):
 
 # ---------------------------------------------------------------- Ju et al. (global + local fusion)
 
+
 def _hot_map():
     a = torch.zeros(7, 7)
     a[0:3, 0:3] = 10.0  # hot window H1 = (x0, y0, x1, y1) (0, 0, 3, 3), mean 10
@@ -167,8 +178,15 @@ def test_patch_selection_takes_hot_windows_and_respects_nms():
 
 
 def test_global_local_fusion_shapes_gradients_and_checkpoint(tmp_path):
-    spec = {"backbone": TINY, "patch_size": 32, "embed_dim": 16, "heads": 4, "layers": 3,
-            "window_sizes": [[3, 3], [2, 2]], "per_size": 3}
+    spec = {
+        "backbone": TINY,
+        "patch_size": 32,
+        "embed_dim": 16,
+        "heads": 4,
+        "layers": 3,
+        "window_sizes": [[3, 3], [2, 2]],
+        "per_size": 3,
+    }
     torch.manual_seed(0)
     model = build_attributor("ju_fusion", spec, num_classes=2)
     assert len(model.attn) == 3 and model.attn[0].num_heads == 4 and model.classifier.in_features == 7 * 16
@@ -214,6 +232,7 @@ def test_ju_augment_deterministic_and_rates():
 
 
 # ---------------------------------------------------------------- DeepFeatureX (Pontorno et al.)
+
 
 def _index():
     counts = {"sd": 50, "ldm": 37, "stylegan": 80, "photo": 23}
@@ -274,8 +293,9 @@ def test_deepfeaturex_shapes_frozen_bases_and_base_runs(tmp_path):
         base = build_attributor("timm_scratch", {"model": TINY}, 2)
         (tmp_path / g).mkdir()
         save_file(base.state_dict(), str(tmp_path / g / "model.safetensors"))
-        (tmp_path / g / "model.json").write_text(json.dumps(
-            {"attributor": "timm_scratch", "attributor_spec": {"model": TINY}, "classes": [g, "others"]}))
+        (tmp_path / g / "model.json").write_text(
+            json.dumps({"attributor": "timm_scratch", "attributor_spec": {"model": TINY}, "classes": [g, "others"]})
+        )
         runs[g] = (str(tmp_path / g), base)
     built = build_attributor("deepfeaturex", {"base_model": TINY, "base_runs": {g: r for g, (r, _) in runs.items()}}, 3)
     for m, g in zip(built.bases, ("dm", "gan", "real")):
@@ -295,14 +315,31 @@ def test_ju_fusion_and_deepfeaturex_train_through_train_run(tmp_path):
         for split, n in (("train", 6), ("val", 2), ("test", 2)):
             for i in range(n):
                 img = np.clip(np.array(colour) + rng.normal(0, 30, (128, 128, 3)), 0, 255).astype(np.uint8)
-                rows.append(make_row(encode_png(Image.fromarray(img)), "png", generator=g, source="generated",
-                                     prompt=f"{split} {i}", prompt_source="toy"))
+                rows.append(
+                    make_row(
+                        encode_png(Image.fromarray(img)),
+                        "png",
+                        generator=g,
+                        source="generated",
+                        prompt=f"{split} {i}",
+                        prompt_source="toy",
+                    )
+                )
     index = read_metadata([write_shard(rows, tmp_path / "toy.parquet")])
     index["split"] = index["prompt"].str.split().str[0]
-    base = {"input_size": 128, "classes": ["fake", "real"], "epochs": 1, "batch_size": 6, "lr": 1e-3,
-            "warmup_epochs": 0, "num_threads": 1}
-    specs = {"ju_fusion": {"backbone": TINY, "patch_size": 32, "embed_dim": 16},  # 4x4 map at 128 px
-             "deepfeaturex": {"base_model": TINY, "channels": [4, 4, 4, 4, 4]}}
+    base = {
+        "input_size": 128,
+        "classes": ["fake", "real"],
+        "epochs": 1,
+        "batch_size": 6,
+        "lr": 1e-3,
+        "warmup_epochs": 0,
+        "num_threads": 1,
+    }
+    specs = {
+        "ju_fusion": {"backbone": TINY, "patch_size": 32, "embed_dim": 16},  # 4x4 map at 128 px
+        "deepfeaturex": {"base_model": TINY, "channels": [4, 4, 4, 4, 4]},
+    }
     for name, attributor_spec in specs.items():
         run = tmp_path / name
         m = train_run(index, {**base, "attributor": name, "attributor_spec": attributor_spec}, run)

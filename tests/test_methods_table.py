@@ -21,9 +21,18 @@ def _index(tmp_path):
     for g, colour in COLOURS.items():
         for i in range(16):
             img = np.clip(np.array(colour) + rng.normal(0, 25, (24, 24, 3)), 0, 255).astype(np.uint8)
-            rows.append(make_row(encode_png(Image.fromarray(img)), "png", generator=g, family=g,
-                                 source="real" if g == "real" else "generated", prompt=f"p{i}", prompt_id=f"p{i}",
-                                 prompt_source="natural"))
+            rows.append(
+                make_row(
+                    encode_png(Image.fromarray(img)),
+                    "png",
+                    generator=g,
+                    family=g,
+                    source="real" if g == "real" else "generated",
+                    prompt=f"p{i}",
+                    prompt_id=f"p{i}",
+                    prompt_source="natural",
+                )
+            )
     index = read_metadata([write_shard(rows, tmp_path / "toy.parquet")])
     index["split"] = np.array(["train", "train", "val", "test"])[np.arange(len(index)) % 4]
     index["in_benchmark"] = True
@@ -33,21 +42,42 @@ def _index(tmp_path):
 
 def _cfg():
     raw = {
-        "profile": "test", "seed": 0, "device": "cpu",
+        "profile": "test",
+        "seed": 0,
+        "device": "cpu",
         "delivery": {"size": 24, "format": "png"},
-        "split": {"seed": 0, "fractions": {"train": 0.5, "val": 0.25, "test": 0.25}, "counts": {"train": 8, "val": 4, "test": 4}},
+        "split": {
+            "seed": 0,
+            "fractions": {"train": 0.5, "val": 0.25, "test": 0.25},
+            "counts": {"train": 8, "val": 4, "test": 4},
+        },
         "prompts": {"chunk_size": 10, "sources": {"natural": {"kind": "grammar", "style": "natural", "count": 16}}},
-        "generators": {g: {"backend": "folder", "family": g, "path": "x", **({"source": "real"} if g == "real" else {})}
-                       for g in COLOURS},
-        "training": {"epochs": 6, "warmup_epochs": 1, "batch_size": 8, "lr": 2e-3, "min_lr": 1e-5,
-                     "weight_decay": 0.05, "input_size": 16, "seed": 0},
+        "generators": {
+            g: {"backend": "folder", "family": g, "path": "x", **({"source": "real"} if g == "real" else {})}
+            for g in COLOURS
+        },
+        "training": {
+            "epochs": 6,
+            "warmup_epochs": 1,
+            "batch_size": 8,
+            "lr": 2e-3,
+            "min_lr": 1e-5,
+            "weight_decay": 0.05,
+            "input_size": 16,
+            "seed": 0,
+        },
         "attributors": {"toy": {"kind": "timm_scratch", "label": "toy net", "spec": {"model": "test_resnet"}}},
         "datasets": {"all": {}, "seen": {"heldout": "seen"}, "heldout": {"heldout": "unseen"}},
-        "experiments": {"toy_all": {"attributor": "toy", "train": "all"},
-                        "toy_seen": {"attributor": "toy", "train": "seen", "test": ["seen", "heldout"]}},
+        "experiments": {
+            "toy_all": {"attributor": "toy", "train": "all"},
+            "toy_seen": {"attributor": "toy", "train": "seen", "test": ["seen", "heldout"]},
+        },
         "heldout_generators": ["green"],
-        "methods_table": {"dataset": "all", "jpeg_quality": 75,
-                          "entries": {"toy": {"method": "test", "experiment": "toy_all", "heldout_experiment": "toy_seen"}}},
+        "methods_table": {
+            "dataset": "all",
+            "jpeg_quality": 75,
+            "entries": {"toy": {"method": "test", "experiment": "toy_all", "heldout_experiment": "toy_seen"}},
+        },
         "profiles": {"test": {}},
     }
     return config.resolve(raw)
@@ -86,7 +116,9 @@ def test_methods_table_row(tmp_path, monkeypatch):
     (row,) = df.to_dict("records")
     preds = pd.read_parquet(tmp_path / "results" / "runs" / "toy_all" / "predictions_all.parquet")
     assert row["accuracy"] == pytest.approx((preds.true_label == preds.pred_label).mean())
-    assert row["real_vs_fake_ap"] == pytest.approx(average_precision_score(preds.true_label != "real", 1 - preds.p_real))
+    assert row["real_vs_fake_ap"] == pytest.approx(
+        average_precision_score(preds.true_label != "real", 1 - preds.p_real)
+    )
     assert 0 <= row["accuracy_jpeg75"] <= 1 and 0 <= row["heldout_real_vs_fake_ap"] <= 1
     assert row["inference_images_per_second"] > 0 and row["train_seconds"] > 0 and row["n_classes"] == 4
     # ECE of the recorded test probabilities (temperature 1); temperature scaling fit on val is recorded beside it.

@@ -40,12 +40,27 @@ def env(monkeypatch, tmp_path, caplog, capsys):
 
 
 def _cfg(url, count=3, chunk=None, **spec):
-    gen = dict(backend="openai", family="dalle", model="dall-e-3", base_url=url, budget_usd=10.0, state_dir="state",
-               batch_size=8, **FAST)
+    gen = dict(
+        backend="openai",
+        family="dalle",
+        model="dall-e-3",
+        base_url=url,
+        budget_usd=10.0,
+        state_dir="state",
+        batch_size=8,
+        **FAST,
+    )
     gen.update(spec)
-    return {"profile": "test", "seed": 0, "device": "cpu",
-            "prompts": {"chunk_size": chunk or count, "sources": {"creative": {"kind": "grammar", "style": "creative", "count": count}}},
-            "generators": {"dalle3": gen}}
+    return {
+        "profile": "test",
+        "seed": 0,
+        "device": "cpu",
+        "prompts": {
+            "chunk_size": chunk or count,
+            "sources": {"creative": {"kind": "grammar", "style": "creative", "count": count}},
+        },
+        "generators": {"dalle3": gen},
+    }
 
 
 def _render(cfg, chunk="creative-0000", out=None):
@@ -59,21 +74,28 @@ def _spent(path="state/openai-spend.csv"):
 
 # --- creative prompts (chat) ---------------------------------------------------------------------
 
+
 def test_chat_prompts_round_trip_parse_and_dedup(openai_standin):
     s = openai_standin
     exemplars = grammar_prompts("creative", 20)
-    s.script(CHAT, chat_reply(
-        "Here are 30 more prompts:\n"
-        "1. A glass octopus playing chess, in the style of Escher\n"
-        '2) "A GLASS octopus  playing chess, in the style of Escher."\n'  # same prompt: case/space/quotes/period
-        "- **A paper dragon over Kyoto, ukiyo-e print**\n"
-        f"* {exemplars[3].upper()}\n"  # an exemplar is not novel
-        "#5: A 3D render of a tiny volcano in a teacup\n"
-        "Enjoy!"
-    ))
+    s.script(
+        CHAT,
+        chat_reply(
+            "Here are 30 more prompts:\n"
+            "1. A glass octopus playing chess, in the style of Escher\n"
+            '2) "A GLASS octopus  playing chess, in the style of Escher."\n'  # same prompt: case/space/quotes/period
+            "- **A paper dragon over Kyoto, ukiyo-e print**\n"
+            f"* {exemplars[3].upper()}\n"  # an exemplar is not novel
+            "#5: A 3D render of a tiny volcano in a teacup\n"
+            "Enjoy!"
+        ),
+    )
     got = generate_prompts(12, "cache.parquet", base_url=s.url, n_exemplars=20, **FAST)
-    assert got[:3] == ["A glass octopus playing chess, in the style of Escher", "A paper dragon over Kyoto, ukiyo-e print",
-                       "A 3D render of a tiny volcano in a teacup"]
+    assert got[:3] == [
+        "A glass octopus playing chess, in the style of Escher",
+        "A paper dragon over Kyoto, ukiyo-e print",
+        "A 3D render of a tiny volcano in a teacup",
+    ]
     assert len(got) == 12 and len({norm(p) for p in got}) == 12
     assert not {norm(p) for p in got} & {norm(e) for e in exemplars}
     req = s.calls(CHAT)
@@ -111,6 +133,7 @@ def test_chat_500_storm_gives_up_with_clear_error(openai_standin):
 
 # --- DALL-E backend --------------------------------------------------------------------------------
 
+
 def test_image_row_is_png_with_revised_prompt_and_spend_ledger(openai_standin):
     s = openai_standin
     cfg = _cfg(s.url, count=3, state_dir=None, quality="hd", style="natural")
@@ -122,8 +145,15 @@ def test_image_row_is_png_with_revised_prompt_and_spend_ledger(openai_standin):
         assert json.loads(row.transform) == {"revised_prompt": f"revised: {row.prompt}"}
     assert set(df.prompt) == set(grammar_prompts("creative", 3))
     body = s.calls(IMAGES)[0]["body"]
-    assert body == {"model": "dall-e-3", "prompt": body["prompt"], "size": "1024x1024", "quality": "hd",
-                    "style": "natural", "n": 1, "response_format": "b64_json"}
+    assert body == {
+        "model": "dall-e-3",
+        "prompt": body["prompt"],
+        "size": "1024x1024",
+        "quality": "hd",
+        "style": "natural",
+        "n": 1,
+        "response_format": "b64_json",
+    }
     # No state_dir: the ledger sits beside the Snakemake shards of this generator.
     assert _spent("data/test/shards/raw/dalle3/openai-spend.csv") == 0.24
 
@@ -139,7 +169,12 @@ def test_429_then_success_is_retried(openai_standin, caplog):
 
 def test_content_policy_refusal_is_skipped_and_the_rest_rendered(openai_standin):
     s = openai_standin
-    s.script(IMAGES, image_reply(shade=251), error(400, "content_policy_violation", "Your request was rejected"), image_reply(shade=252))
+    s.script(
+        IMAGES,
+        image_reply(shade=251),
+        error(400, "content_policy_violation", "Your request was rejected"),
+        image_reply(shade=252),
+    )
     df = read_shard(_render(_cfg(s.url, count=3, batch_size=1)))  # batch 1: one part holds no row at all
     prompts = grammar_prompts("creative", 3)
     assert list(df.prompt) == [prompts[0], prompts[2]]
@@ -166,7 +201,9 @@ def test_500_storm_exhausts_retries_with_clear_error(openai_standin):
 
 def test_budget_cap_stops_before_any_request(openai_standin):
     s = openai_standin
-    with pytest.raises(BudgetExceeded, match=r"estimate \$0\.20 \(5 images x \$0\.040\) exceeds the budget left \$0\.10"):
+    with pytest.raises(
+        BudgetExceeded, match=r"estimate \$0\.20 \(5 images x \$0\.040\) exceeds the budget left \$0\.10"
+    ):
         _render(_cfg(s.url, count=5, budget_usd=0.10))
     assert s.calls(IMAGES) == []
 
@@ -195,8 +232,21 @@ def test_missing_key_is_one_clear_line(openai_standin, monkeypatch, tmp_path, ca
         generate_prompts(3, "cache.parquet", base_url=openai_standin.url, api_key_env="MY_KEY")
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     write_prompts("creative", cfg["prompts"]["sources"]["creative"], "prompts.parquet")
-    rc = cli.main(["--config-json", "cfg.json", "render", "--generator", "dalle3", "--chunk", "creative-0000",
-                   "--prompts", "prompts.parquet", "--out", "shard.parquet"])
+    rc = cli.main(
+        [
+            "--config-json",
+            "cfg.json",
+            "render",
+            "--generator",
+            "dalle3",
+            "--chunk",
+            "creative-0000",
+            "--prompts",
+            "prompts.parquet",
+            "--out",
+            "shard.parquet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and "OPENAI_API_KEY" in err
     assert openai_standin.requests == []

@@ -55,8 +55,13 @@ def test_openset_metrics_by_construction():
     assert openset.openset_metrics(-score, is_unknown, correct)["auroc"] == 0
 
 
-COLOURS = {"red": (190, 60, 60), "blue": (60, 80, 190), "green": (60, 170, 80), "grey": (128, 128, 128),
-           "photo": (200, 200, 90)}
+COLOURS = {
+    "red": (190, 60, 60),
+    "blue": (60, 80, 190),
+    "green": (60, 170, 80),
+    "grey": (128, 128, 128),
+    "photo": (200, 200, 90),
+}
 
 
 @pytest.fixture(scope="module")
@@ -69,21 +74,54 @@ def seen_run(tmp_path_factory, one_torch_thread):
     for g, colour in COLOURS.items():
         for i in range(24):
             img = np.clip(np.array(colour) + rng.normal(0, 25, (24, 24, 3)), 0, 255).astype(np.uint8)
-            rows.append(make_row(encode_png(Image.fromarray(img)), "png", generator=g, family=g, source="real" if g == "photo" else "generated",
-                                 prompt=f"p{i}", prompt_id=f"p{i}", prompt_source="natural"))
+            rows.append(
+                make_row(
+                    encode_png(Image.fromarray(img)),
+                    "png",
+                    generator=g,
+                    family=g,
+                    source="real" if g == "photo" else "generated",
+                    prompt=f"p{i}",
+                    prompt_id=f"p{i}",
+                    prompt_source="natural",
+                )
+            )
     index = read_metadata([write_shard(rows, tmp / "toy.parquet")])
     index["split"] = np.array(["train", "train", "val", "test"])[np.arange(len(index)) % 4]
     index["in_benchmark"] = True
     index.to_parquet(tmp / "index.parquet")
     counts = {"train": 12, "val": 6, "test": 6}
-    cfg = {"profile": "test", "split": {"seed": 0}, "heldout_generators": ["grey"],
-           "training": {"epochs": 6, "warmup_epochs": 1, "batch_size": 8, "lr": 2e-3, "min_lr": 1e-5,
-                        "weight_decay": 0.05, "input_size": 16, "seed": 0},
-           "attributors": {"toy": {"kind": "timm_scratch", "label": "toy net", "spec": {"model": "test_resnet"}}},
-           "datasets": {"seen": {"counts": counts, "exclude": ["grey"]}, "heldout": {"counts": counts, "classes": ["grey", "photo"]}},
-           "experiments": {"toy_seen": {"attributor": "toy", "train": "seen", "test": ["seen", "heldout"]}},
-           "methods_table": {"entries": {"toy": {"method": "test", "label": "toy net", "experiment": "toy_seen",
-                                                 "heldout_experiment": "toy_seen"}}}}
+    cfg = {
+        "profile": "test",
+        "split": {"seed": 0},
+        "heldout_generators": ["grey"],
+        "training": {
+            "epochs": 6,
+            "warmup_epochs": 1,
+            "batch_size": 8,
+            "lr": 2e-3,
+            "min_lr": 1e-5,
+            "weight_decay": 0.05,
+            "input_size": 16,
+            "seed": 0,
+        },
+        "attributors": {"toy": {"kind": "timm_scratch", "label": "toy net", "spec": {"model": "test_resnet"}}},
+        "datasets": {
+            "seen": {"counts": counts, "exclude": ["grey"]},
+            "heldout": {"counts": counts, "classes": ["grey", "photo"]},
+        },
+        "experiments": {"toy_seen": {"attributor": "toy", "train": "seen", "test": ["seen", "heldout"]}},
+        "methods_table": {
+            "entries": {
+                "toy": {
+                    "method": "test",
+                    "label": "toy net",
+                    "experiment": "toy_seen",
+                    "heldout_experiment": "toy_seen",
+                }
+            }
+        },
+    }
     return tmp, cfg
 
 

@@ -6,8 +6,20 @@ import pytest
 from attribench.core import config
 from attribench.data.views import planned_classes
 
-PAPER_GENERATORS = {"sd15", "sd20", "sdxl", "sdxl_turbo", "lcm_2step", "lcm_4step", "stable_cascade",
-                    "kandinsky21", "dalle2", "dalle3", "midjourney_52", "midjourney_6"}
+PAPER_GENERATORS = {
+    "sd15",
+    "sd20",
+    "sdxl",
+    "sdxl_turbo",
+    "lcm_2step",
+    "lcm_4step",
+    "stable_cascade",
+    "kandinsky21",
+    "dalle2",
+    "dalle3",
+    "midjourney_52",
+    "midjourney_6",
+}
 
 
 @pytest.fixture(scope="module")

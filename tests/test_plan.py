@@ -38,7 +38,10 @@ def test_every_paper_diffusers_class_has_a_throughput_with_a_source(paper):
 
 def test_unset_prior_steps_are_costed_at_the_pipelines_real_default():
     for name, steps in PRIOR_DEFAULT_STEPS.items():
-        assert inspect.signature(getattr(diffusers, name).__call__).parameters["prior_num_inference_steps"].default == steps
+        assert (
+            inspect.signature(getattr(diffusers, name).__call__).parameters["prior_num_inference_steps"].default
+            == steps
+        )
 
 
 def test_paper_render_hours_at_least_40_percent_below_the_old_settings(paper):

@@ -14,9 +14,19 @@ from attribench.data.shards import encode_png, make_row, read_metadata, read_sha
 
 def _setup(tmp_path):
     rng = np.random.default_rng(0)
-    rows = [make_row(encode_png(Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))), "png",
-                     generator=g, family=g, prompt=f"p{i}", prompt_id=f"p{i}", prompt_source="natural")
-            for g in ("a", "b") for i in range(4)]
+    rows = [
+        make_row(
+            encode_png(Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))),
+            "png",
+            generator=g,
+            family=g,
+            prompt=f"p{i}",
+            prompt_id=f"p{i}",
+            prompt_source="natural",
+        )
+        for g in ("a", "b")
+        for i in range(4)
+    ]
     index = read_metadata([write_shard(rows, tmp_path / "s.parquet")])
     index["split"], index["in_benchmark"] = "test", True
     index.to_parquet(tmp_path / "index.parquet")
@@ -25,10 +35,20 @@ def _setup(tmp_path):
     for image_id in index["image_id"][:3]:
         Image.new("RGB", (80, 80), "purple").save(folder / f"{image_id}.png")
     Image.new("RGB", (8, 8)).save(folder / "not-a-test-image.png")
-    cfg = {"profile": "t", "split": {"seed": 0}, "datasets": {"all": {}},
-           "delivery": {"size": 16, "format": "jpeg", "quality": 90},
-           "post_editing": {"experiment": "x", "dataset": "all", "tools": {"genfill": {"folder": str(folder)},
-                                                                          "inp": {"transform": {"name": "inpaint"}, "bands": ["small", "large"]}}}}
+    cfg = {
+        "profile": "t",
+        "split": {"seed": 0},
+        "datasets": {"all": {}},
+        "delivery": {"size": 16, "format": "jpeg", "quality": 90},
+        "post_editing": {
+            "experiment": "x",
+            "dataset": "all",
+            "tools": {
+                "genfill": {"folder": str(folder)},
+                "inp": {"transform": {"name": "inpaint"}, "bands": ["small", "large"]},
+            },
+        },
+    }
     return cfg, index
 
 
@@ -46,11 +66,15 @@ def test_external_edits_keep_their_original_and_the_delivery(tmp_path, caplog):
 
 
 def test_edit_targets_cover_every_tool_and_band():
-    cfg = {"profile": "smoke", "post_editing": {"tools": {"genfill": {"folder": "x"}, "inp": {"bands": ["small", "large"]}}}}
-    assert edit_targets(cfg) == {("genfill", "all"): "data/smoke/edits/genfill/all.parquet",
-                                 ("inp", "small"): "data/smoke/edits/inp/small.parquet",
-                                 ("inp", "large"): "data/smoke/edits/inp/large.parquet"}
-
+    cfg = {
+        "profile": "smoke",
+        "post_editing": {"tools": {"genfill": {"folder": "x"}, "inp": {"bands": ["small", "large"]}}},
+    }
+    assert edit_targets(cfg) == {
+        ("genfill", "all"): "data/smoke/edits/genfill/all.parquet",
+        ("inp", "small"): "data/smoke/edits/inp/small.parquet",
+        ("inp", "large"): "data/smoke/edits/inp/large.parquet",
+    }
 
 
 def test_perturbed_test_set_keeps_parents_and_the_delivery(tmp_path):

@@ -43,18 +43,40 @@ def run(tmp_path_factory, one_torch_thread):
     for g, colour in COLOURS.items():
         for i in range(24):
             data, _, _ = deliver_image(encode_png(Image.fromarray(_noisy(colour, rng))), POLICY)
-            rows.append(make_row(data, "jpeg", generator=g, family=g, source="generated", prompt=f"p{i}",
-                                 prompt_id=f"p{i}", prompt_source="natural"))
+            rows.append(
+                make_row(
+                    data,
+                    "jpeg",
+                    generator=g,
+                    family=g,
+                    source="generated",
+                    prompt=f"p{i}",
+                    prompt_id=f"p{i}",
+                    prompt_source="natural",
+                )
+            )
     index = read_metadata([write_shard(rows, tmp / "toy.parquet")])
     index["split"] = np.array(["train", "train", "val", "test"])[np.arange(len(index)) % 4]
     index["in_benchmark"] = True
     index.to_parquet(tmp / "index.parquet")
-    cfg = {"profile": "test", "split": {"seed": 0}, "delivery": POLICY,
-           "training": {"epochs": 6, "warmup_epochs": 1, "batch_size": 8, "lr": 2e-3, "min_lr": 1e-5,
-                        "weight_decay": 0.05, "input_size": 16, "seed": 0},
-           "attributors": {"toy": {"kind": "timm_scratch", "label": "toy net", "spec": {"model": "test_resnet"}}},
-           "datasets": {"all": {"counts": {"train": 12, "val": 6, "test": 6}}},
-           "experiments": {"toy": {"attributor": "toy", "train": "all"}}}
+    cfg = {
+        "profile": "test",
+        "split": {"seed": 0},
+        "delivery": POLICY,
+        "training": {
+            "epochs": 6,
+            "warmup_epochs": 1,
+            "batch_size": 8,
+            "lr": 2e-3,
+            "min_lr": 1e-5,
+            "weight_decay": 0.05,
+            "input_size": 16,
+            "seed": 0,
+        },
+        "attributors": {"toy": {"kind": "timm_scratch", "label": "toy net", "spec": {"model": "test_resnet"}}},
+        "datasets": {"all": {"counts": {"train": 12, "val": 6, "test": 6}}},
+        "experiments": {"toy": {"attributor": "toy", "train": "all"}},
+    }
     out = tmp / "runs" / "toy"
     run_experiment(cfg, "toy", tmp / "index.parquet", out, threads=1)
     return tmp, out, index
@@ -122,8 +144,12 @@ def folder(run):
         (root / "odd" / name).write_bytes(data)
     good = (root / "renders" / "r0.png").read_bytes()
     jpeg = _save(Image.fromarray(_noisy(COLOURS["blue"], rng, (64, 64))), "JPEG")
-    bad = {"bad/empty.jpg": (b"", "zero-byte"), "bad/notes.png": (b"not an image at all\n", "not an image"),
-           "bad/cut.jpg": (jpeg[: len(jpeg) // 2], "truncated"), "bad/bomb.png": (_bomb_png(), "decompression bomb")}
+    bad = {
+        "bad/empty.jpg": (b"", "zero-byte"),
+        "bad/notes.png": (b"not an image at all\n", "not an image"),
+        "bad/cut.jpg": (jpeg[: len(jpeg) // 2], "truncated"),
+        "bad/bomb.png": (_bomb_png(), "decompression bomb"),
+    }
     for name, (data, _) in bad.items():
         (root / name).parent.mkdir(exist_ok=True)
         (root / name).write_bytes(data)
@@ -181,8 +207,12 @@ def test_decoder_handles_odd_formats():
     alpha = np.asarray(decode_for_predict(odd["alpha.png"])[0]).astype(int)
     assert alpha[..., 0].mean() > 190  # half-transparent red on white is light
     png = odd["big.png"]
-    for data, reason in [(b"", "zero-byte"), (png[: len(png) // 2], "truncated"), (b"<html>", "not an image"),
-                         (_bomb_png(), "decompression bomb")]:
+    for data, reason in [
+        (b"", "zero-byte"),
+        (png[: len(png) // 2], "truncated"),
+        (b"<html>", "not an image"),
+        (_bomb_png(), "decompression bomb"),
+    ]:
         with pytest.raises(BadImage) as err:
             decode_for_predict(data)
         assert err.value.reason == reason
@@ -195,7 +225,15 @@ def test_cli_writes_csv_and_exit_status_counts_skips(run, folder, tmp_path, caps
     rc = main(["predict", "--run", str(run_dir), str(root), "--top-k", "3", "--out", str(out), "--device", "cpu"])
     assert rc == 100 + len(bad)
     df = pd.read_csv(out)
-    assert len(df) == len(test) + 30 and {"path", "sha256", "class_1", "p_1", "class_3", "unknown", "unknown_score"} <= set(df)
+    assert len(df) == len(test) + 30 and {
+        "path",
+        "sha256",
+        "class_1",
+        "p_1",
+        "class_3",
+        "unknown",
+        "unknown_score",
+    } <= set(df)
     err = capsys.readouterr().err
     assert all(f"skipped {p}: {reason}" in err for p, reason in bad.items())
     assert main(["predict", "--run", str(run_dir), str(root / "renders"), "--out", str(tmp_path / "p.jsonl")]) == 0

@@ -1,6 +1,13 @@
 import pandas as pd
 
-from attribench.data.prompts import build_prompt_table, chunk_names, grammar_prompts, prompt_id, read_chunk, write_prompts
+from attribench.data.prompts import (
+    build_prompt_table,
+    chunk_names,
+    grammar_prompts,
+    prompt_id,
+    read_chunk,
+    write_prompts,
+)
 
 
 def test_grammars_give_enough_distinct_deterministic_prompts():

@@ -62,10 +62,14 @@ def test_backend_plans_chunks_from_params_alone(name):
     assert isinstance(backend.prompt_driven, bool)
     # A backend produces images: it must override both halves of the interface.
     for method in ("load", "render"):
-        assert getattr(type(backend), method) is not getattr(Backend, method), f"backend {name!r} does not implement {method}"
+        assert getattr(type(backend), method) is not getattr(Backend, method), (
+            f"backend {name!r} does not implement {method}"
+        )
     profile, gens = _generators_using(name)
-    assert gens, (f"no generator in params.yaml (smoke or paper profile) uses backend {name!r}: add a `generators:` "
-                  "entry with that backend, so its chunk planning is tested")
+    assert gens, (
+        f"no generator in params.yaml (smoke or paper profile) uses backend {name!r}: add a `generators:` "
+        "entry with that backend, so its chunk planning is tested"
+    )
     cfg = cfg_of(profile)
     for gen, spec in gens.items():
         chunks = backend.chunks(gen, spec, cfg)
@@ -118,7 +122,8 @@ def test_transform_examples_name_registered_transforms():
 def test_transform_spec_availability_and_apply(name, one_torch_thread):
     assert name in TRANSFORM_EXAMPLES, (
         f"add an example spec for transform {name!r} to TRANSFORM_EXAMPLES in {THIS} "
-        "(its required parameters, or {} if it has none)")
+        "(its required parameters, or {} if it has none)"
+    )
     tr = T.get(name)
     assert tr.kind in ("perturbation", "representation"), tr.kind
     assert tr.fmt in ("png", "jpeg"), tr.fmt
@@ -140,8 +145,10 @@ def test_transform_spec_availability_and_apply(name, one_torch_thread):
         with pytest.raises(T.NeedsWeights):
             T.apply(spec, x)
     elif tr.model_param is not None:
-        pytest.skip(f"{name}: weights for {spec[tr.model_param]!r} are present, so apply would run a real model "
-                    "(seconds to minutes on CPU); its loader is tested on tiny models in test_transforms.py")
+        pytest.skip(
+            f"{name}: weights for {spec[tr.model_param]!r} are present, so apply would run a real model "
+            "(seconds to minutes on CPU); its loader is tested on tiny models in test_transforms.py"
+        )
     else:
         out = T.apply(spec, x)
         assert out.dtype == np.uint8 and out.ndim == 4 and out.shape[0] == 2 and out.shape[-1] == 3, out.shape
@@ -168,8 +175,10 @@ def _dfx_base_runs(spec: dict, tmp: Path) -> dict:
     """The smoke spec names experiments (dfx_base_*) that would be trained first: stand in fresh 2-class
     runs of the smoke `dfx_base` attributor (timm_scratch, [class, others]), as resolve_runs would point at."""
     base = _cfg("smoke")["attributors"]["dfx_base"]
-    runs = {g: _save_run(tmp / exp, base["kind"], dict(base["spec"]), ["c", "others"])
-            for g, exp in spec["base_runs"].items()}
+    runs = {
+        g: _save_run(tmp / exp, base["kind"], dict(base["spec"]), ["c", "others"])
+        for g, exp in spec["base_runs"].items()
+    }
     return {**spec, "base_runs": runs}
 
 

@@ -7,8 +7,23 @@ from attribench.core import config
 from attribench.core.schema import ConfigError, deep_merge
 from attribench.data.plan import plan
 
-IDENTITY = ("backend", "model", "pipeline", "scheduler", "steps", "guidance", "prior_steps", "prior_guidance",
-            "pipeline_kwargs", "call_kwargs", "prompt_sources", "path", "captions", "family", "source")
+IDENTITY = (
+    "backend",
+    "model",
+    "pipeline",
+    "scheduler",
+    "steps",
+    "guidance",
+    "prior_steps",
+    "prior_guidance",
+    "pipeline_kwargs",
+    "call_kwargs",
+    "prompt_sources",
+    "path",
+    "captions",
+    "family",
+    "source",
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +42,27 @@ def test_rehearsal_keeps_every_entry_and_setting_and_only_scales(raw):
     for gen, spec in paper["generators"].items():
         assert {k: spec.get(k) for k in IDENTITY} == {k: reh["generators"][gen].get(k) for k in IDENTITY}, gen
     for name in paper["datasets"]:
-        assert {k: v for k, v in paper["datasets"][name].items() if k not in ("counts", "train_per_class")} == \
-               {k: v for k, v in reh["datasets"][name].items() if k not in ("counts", "train_per_class")}
+        assert {k: v for k, v in paper["datasets"][name].items() if k not in ("counts", "train_per_class")} == {
+            k: v for k, v in reh["datasets"][name].items() if k not in ("counts", "train_per_class")
+        }
     assert plan(reh).iloc[-1]["images_rendered"] < 2500  # toy scale
 
 
 def test_rehearsal_block_may_not_change_what_runs(raw):
-    bad = deep_merge(raw, {"rehearsal": True, "profiles": {"paper": {"rehearsal": {"generators": {"sd15": {"model": "models/zoo/sd_tiny"}}}}}})
-    with pytest.raises(ConfigError, match=r"profiles.paper.rehearsal.generators.sd15.model: a rehearsal may change only scale"):
+    bad = deep_merge(
+        raw,
+        {
+            "rehearsal": True,
+            "profiles": {"paper": {"rehearsal": {"generators": {"sd15": {"model": "models/zoo/sd_tiny"}}}}},
+        },
+    )
+    with pytest.raises(
+        ConfigError, match=r"profiles.paper.rehearsal.generators.sd15.model: a rehearsal may change only scale"
+    ):
         config.resolve(bad)
-    bad = deep_merge(raw, {"rehearsal": True, "profiles": {"paper": {"rehearsal": {"generators": {"sd_tiny": {"width": 64}}}}}})
+    bad = deep_merge(
+        raw, {"rehearsal": True, "profiles": {"paper": {"rehearsal": {"generators": {"sd_tiny": {"width": 64}}}}}}
+    )
     with pytest.raises(ConfigError, match="'sd_tiny' is not one"):
         config.resolve(bad)
 

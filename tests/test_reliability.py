@@ -20,6 +20,7 @@ SPLIT = {"seed": 0, "fractions": {"train": 0.6, "val": 0.2, "test": 0.2}, "count
 
 # 1. Immutable per-job settings ------------------------------------------------------------------
 
+
 def test_snapshot_is_content_addressed_and_never_rewritten(tmp_path):
     from attribench.core.config import snapshot
 
@@ -54,17 +55,23 @@ def test_a_job_keeps_its_settings_when_params_change_and_snakemake_restarts(repo
 
 # 2. `dvc repro` works ----------------------------------------------------------------------------
 
+
 def test_every_dvc_param_exists_at_the_top_of_params_yaml(repo):
     # Main before: `dvc repro` -> "Parameters 'post_editing' are missing from 'params.yaml'".
     params = yaml.safe_load((repo / "params.yaml").read_text())
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    missing = [f"{name}: {p}" for name, st in stages.items() for p in st.get("params", [])
-               if isinstance(p, str) and p.split(".")[0] not in params]
+    missing = [
+        f"{name}: {p}"
+        for name, st in stages.items()
+        for p in st.get("params", [])
+        if isinstance(p, str) and p.split(".")[0] not in params
+    ]
     assert not missing, missing
     assert "__pycache__/" in (repo / ".dvcignore").read_text()  # importing the package must not change a dep
 
 
 # 3. Stable splits -------------------------------------------------------------------------------
+
 
 def _class_shard(tmp_path, gen, prompts, per_prompt=1, seed=0):
     rng = np.random.default_rng(abs(hash(gen)) % 2**32 + seed)
@@ -72,15 +79,32 @@ def _class_shard(tmp_path, gen, prompts, per_prompt=1, seed=0):
     for p in prompts:
         for k in range(per_prompt):
             img = Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
-            rows.append(make_row(encode_png(img), "png", generator=gen, family=gen, prompt_id=p,
-                                 prompt=f"prompt {p}", prompt_source="natural"))
+            rows.append(
+                make_row(
+                    encode_png(img),
+                    "png",
+                    generator=gen,
+                    family=gen,
+                    prompt_id=p,
+                    prompt=f"prompt {p}",
+                    prompt_source="natural",
+                )
+            )
     return write_shard(rows, tmp_path / f"{gen}.parquet")
 
 
 def _folder_shard(tmp_path, gen, n):
     rng = np.random.default_rng(7)
-    rows = [make_row(encode_png(Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))), "png",
-                     generator=gen, family=gen, source="imported") for _ in range(n)]
+    rows = [
+        make_row(
+            encode_png(Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))),
+            "png",
+            generator=gen,
+            family=gen,
+            source="imported",
+        )
+        for _ in range(n)
+    ]
     return write_shard(rows, tmp_path / f"{gen}.parquet")
 
 
@@ -101,39 +125,56 @@ def test_adding_a_class_moves_no_existing_image(tmp_path):
     # A view without the new classes selects the very same images, with or without its own counts.
     from attribench.data.views import select
 
-    for spec in ({"classes": ["sd", "sdxl"]}, {"classes": ["sd", "sdxl"], "counts": {"train": 10, "val": 3, "test": 3}}):
+    for spec in (
+        {"classes": ["sd", "sdxl"]},
+        {"classes": ["sd", "sdxl"], "counts": {"train": 10, "val": 3, "test": 3}},
+    ):
         same = [select(ix.reset_index(), "view", spec)["image_id"].tolist() for ix in (before, after)]
         assert same[0] == same[1]
 
 
 def test_unmet_counts_are_an_error_naming_class_split_and_numbers(tmp_path):
-    shards = [_class_shard(tmp_path, "sd", [f"p{i}" for i in range(80)]),
-              _class_shard(tmp_path, "tiny", [f"p{i}" for i in range(10)])]
+    shards = [
+        _class_shard(tmp_path, "sd", [f"p{i}" for i in range(80)]),
+        _class_shard(tmp_path, "tiny", [f"p{i}" for i in range(10)]),
+    ]
     with pytest.raises(ShortClassError, match=r"class tiny: \d+ train images, split.counts.train asks for 20"):
         build_index(shards, SPLIT)
     index = build_index(shards, {**SPLIT, "allow_short": ["tiny"]})  # explicitly allowed: taken whole
     tiny = index[index.generator == "tiny"]
     assert tiny.in_benchmark.sum() == min(len(tiny[tiny.split == "train"]), 20) + min(
-        (tiny.split == "val").sum(), 5) + min((tiny.split == "test").sum(), 5)
+        (tiny.split == "val").sum(), 5
+    ) + min((tiny.split == "test").sum(), 5)
 
 
 # 5. Params mistakes are caught before the first job --------------------------------------------
+
 
 def _raw(repo):
     return yaml.safe_load((repo / "params.yaml").read_text())
 
 
-@pytest.mark.parametrize("edit, named", [
-    # Main before: an `exclude` typo was ignored (the class stayed in the view).
-    (lambda r: r["datasets"]["natural"].update(exclude=["reall"]), "datasets.natural.exclude: ['reall']"),
-    (lambda r: r["datasets"]["binary"]["labels"].update(real=["rael"]), "datasets.binary.labels.real: ['rael']"),
-    (lambda r: r["datasets"]["natural"].update(prompt_sources=["natral"]), "datasets.natural.prompt_sources: ['natral']"),
-    (lambda r: r["profiles"]["smoke"]["generators"]["sd_tiny"].update(pipeline="StableDifusionPipeline"),
-     "generators.sd_tiny.pipeline: 'StableDifusionPipeline'"),
-    (lambda r: r["profiles"]["smoke"]["generators"]["lcm_tiny"].update(scheduler="LCMSchedular"),
-     "generators.lcm_tiny.scheduler: 'LCMSchedular'"),
-    (lambda r: r["experiments"]["ef_all"].update(train="al"), "experiments.ef_all.train/test: ['al']"),
-])
+@pytest.mark.parametrize(
+    "edit, named",
+    [
+        # Main before: an `exclude` typo was ignored (the class stayed in the view).
+        (lambda r: r["datasets"]["natural"].update(exclude=["reall"]), "datasets.natural.exclude: ['reall']"),
+        (lambda r: r["datasets"]["binary"]["labels"].update(real=["rael"]), "datasets.binary.labels.real: ['rael']"),
+        (
+            lambda r: r["datasets"]["natural"].update(prompt_sources=["natral"]),
+            "datasets.natural.prompt_sources: ['natral']",
+        ),
+        (
+            lambda r: r["profiles"]["smoke"]["generators"]["sd_tiny"].update(pipeline="StableDifusionPipeline"),
+            "generators.sd_tiny.pipeline: 'StableDifusionPipeline'",
+        ),
+        (
+            lambda r: r["profiles"]["smoke"]["generators"]["lcm_tiny"].update(scheduler="LCMSchedular"),
+            "generators.lcm_tiny.scheduler: 'LCMSchedular'",
+        ),
+        (lambda r: r["experiments"]["ef_all"].update(train="al"), "experiments.ef_all.train/test: ['al']"),
+    ],
+)
 def test_dangling_names_are_caught_when_params_load(repo, edit, named):
     from attribench.core.config import ConfigError, resolve
 
@@ -164,6 +205,7 @@ def test_nested_config_overrides_are_typed(repo):
 
 # 4. Odd images: one decoder, every skip named, counted and on the console ------------------------
 
+
 def _png_header_only(path, w, h):
     """A PNG whose header claims w x h (valid CRC) and holds no pixels: a decompression bomb's shape."""
     import struct
@@ -172,7 +214,9 @@ def _png_header_only(path, w, h):
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -225,8 +269,13 @@ def test_folder_import_skips_and_names_odd_files_on_the_console(tmp_path, capsys
     Image.new("RGB", (100, 80), "red").save(folder / "ok.jpg")
     Image.new("RGB", (1, 1), "blue").save(folder / "tiny.png")
     _png_header_only(folder / "huge.png", 30000, 30000)
-    cfg = {"profile": "t", "seed": 0, "device": "cpu", "prompts": {"chunk_size": 10, "sources": {}},
-           "generators": {"mj": {"backend": "folder", "family": "mj", "source": "imported", "path": str(folder)}}}
+    cfg = {
+        "profile": "t",
+        "seed": 0,
+        "device": "cpu",
+        "prompts": {"chunk_size": 10, "sources": {}},
+        "generators": {"mj": {"backend": "folder", "family": "mj", "source": "imported", "path": str(folder)}},
+    }
     raw = render_shard(cfg, "mj", "folder-0000", tmp_path / "raw.parquet")  # main: the bomb aborted the import
     assert sorted(read_shard(raw).origin) == ["ok.jpg", "tiny.png"]
     report = pd_read(skipped_path(raw))
@@ -245,6 +294,7 @@ def pd_read(path):
 
 
 # 6. Smaller ones ----------------------------------------------------------------------------------
+
 
 def test_setup_sh_cites_only_files_in_the_repository(repo):
     # Main before: setup.sh cited DESIGN.md, which is not in the repository.

@@ -13,8 +13,13 @@ from attribench.data.shards import read_shard
 
 def _gan_cfg(count=64, batch=4):
     return {
-        "profile": "test", "seed": 0, "device": "cpu",
-        "prompts": {"chunk_size": count, "sources": {"natural": {"kind": "grammar", "style": "natural", "count": count}}},
+        "profile": "test",
+        "seed": 0,
+        "device": "cpu",
+        "prompts": {
+            "chunk_size": count,
+            "sources": {"natural": {"kind": "grammar", "style": "natural", "count": count}},
+        },
         "generators": {"faces": {"backend": "gan", "family": "gan", "batch_size": batch}},
     }
 
@@ -42,8 +47,22 @@ def test_kill_during_render_then_rerun_completes_without_partial_or_duplicate(tm
     cfg_path = tmp_path / "cfg.json"
     cfg_path.write_text(json.dumps(cfg))
     out = tmp_path / "shards" / "faces.parquet"
-    cmd = [sys.executable, "-m", "attribench.cli", "--config-json", str(cfg_path), "render", "--generator", "faces",
-           "--chunk", "natural-0000", "--prompts", str(prompts), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "attribench.cli",
+        "--config-json",
+        str(cfg_path),
+        "render",
+        "--generator",
+        "faces",
+        "--chunk",
+        "natural-0000",
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     parts = []

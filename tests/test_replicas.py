@@ -44,8 +44,14 @@ def offline(monkeypatch):
 
 def test_paper_sd15_entry_loads_offline_from_the_replica_with_its_real_class(cache, paper_raw, one_torch_thread):
     cfg = config.resolve(paper_raw)
-    spec = {**pinned(cfg, cfg["generators"]["sd15"]), "cache_dir": str(cache), "dtype": "float32",
-            "width": 64, "height": 64, "steps": 2}  # only size, steps and dtype scaled down
+    spec = {
+        **pinned(cfg, cfg["generators"]["sd15"]),
+        "cache_dir": str(cache),
+        "dtype": "float32",
+        "width": 64,
+        "height": 64,
+        "steps": 2,
+    }  # only size, steps and dtype scaled down
     pipe = DiffusersBackend().load(spec, "cpu")
     assert type(pipe).__name__ == "StableDiffusionPipeline" and pipe.safety_checker is None
     item = RenderItem(key="p:0", prompt="a cat", prompt_id="p", prompt_source="natural", image_index=0, seed=1)
@@ -58,18 +64,26 @@ def test_the_replica_ships_a_safety_checker_that_the_backend_turns_off(cache, pa
 
     cfg = config.resolve(paper_raw)
     rev = hub.revision(cfg, "SimianLuo/LCM_Dreamshaper_v7")
-    raw_pipe = diffusers.LatentConsistencyModelPipeline.from_pretrained("SimianLuo/LCM_Dreamshaper_v7", revision=rev, cache_dir=str(cache))
+    raw_pipe = diffusers.LatentConsistencyModelPipeline.from_pretrained(
+        "SimianLuo/LCM_Dreamshaper_v7", revision=rev, cache_dir=str(cache)
+    )
     assert raw_pipe.safety_checker is not None  # what the paper entry got before the fix
     spec = {**pinned(cfg, cfg["generators"]["lcm_4step"]), "cache_dir": str(cache), "dtype": "float32"}
     assert DiffusersBackend().load(spec, "cpu").safety_checker is None
 
 
 def test_reverting_the_hub_id_fix_fails(cache, paper_raw):
-    old = deep_merge(paper_raw, {"profiles": {"paper": {"generators": {"sd15": {"model": "runwayml/stable-diffusion-v1-5"}}}}})
+    old = deep_merge(
+        paper_raw, {"profiles": {"paper": {"generators": {"sd15": {"model": "runwayml/stable-diffusion-v1-5"}}}}}
+    )
     with pytest.raises(ConfigError, match="runwayml/stable-diffusion-v1-5"):
         config.resolve(old)  # not pinned anywhere
-    spec = {**config.resolve(paper_raw)["generators"]["sd15"], "model": "runwayml/stable-diffusion-v1-5",
-            "cache_dir": str(cache), "dtype": "float32"}
+    spec = {
+        **config.resolve(paper_raw)["generators"]["sd15"],
+        "model": "runwayml/stable-diffusion-v1-5",
+        "cache_dir": str(cache),
+        "dtype": "float32",
+    }
     with pytest.raises(OSError):  # and not loadable: the id does not exist (offline: not in the cache)
         DiffusersBackend().load(spec, "cpu")
 
@@ -87,7 +101,9 @@ def test_fetch_models_verifies_present_ids_and_names_a_missing_file(cache, paper
     weights = next(unet.glob("*.safetensors"))
     moved = weights.rename(weights.with_suffix(".away"))
     try:
-        with pytest.raises(FileNotFoundError, match=rf"hub model {SD15}@\w+ is not complete.*'unet' has no weight file"):
+        with pytest.raises(
+            FileNotFoundError, match=rf"hub model {SD15}@\w+ is not complete.*'unet' has no weight file"
+        ):
             hub.fetch_models(cfg, cache, download=False)
     finally:
         moved.rename(weights)

@@ -20,9 +20,20 @@ from split_eval import evaluate_split
 
 HERE = Path(__file__).parent
 CLASSES = ["red", "green", "blue"]
-SPEC = {"attributor": "timm_scratch", "attributor_spec": {"model": "test_resnet"}, "input_size": 32,
-        "epochs": 8, "batch_size": 8, "lr": 2e-3, "warmup_epochs": 2, "min_lr": 1e-5, "seed": 0,
-        "classes": CLASSES, "num_threads": 1, "checkpoint_every": 1}
+SPEC = {
+    "attributor": "timm_scratch",
+    "attributor_spec": {"model": "test_resnet"},
+    "input_size": 32,
+    "epochs": 8,
+    "batch_size": 8,
+    "lr": 2e-3,
+    "warmup_epochs": 2,
+    "min_lr": 1e-5,
+    "seed": 0,
+    "classes": CLASSES,
+    "num_threads": 1,
+    "checkpoint_every": 1,
+}
 TIMING = {"train_seconds", "train_images_per_second", "resumed_from_epoch"}
 
 
@@ -35,8 +46,16 @@ def toy(tmp_path_factory):
         for split, n in (("train", 12), ("val", 6), ("test", 6)):
             for i in range(n):
                 img = np.clip(np.array(colour) + rng.normal(0, 60, (36, 40, 3)), 0, 255).astype(np.uint8)
-                rows.append(make_row(encode_png(Image.fromarray(img)), "png", generator=g, source="generated",
-                                     prompt=f"{split} {i}", prompt_source="toy"))
+                rows.append(
+                    make_row(
+                        encode_png(Image.fromarray(img)),
+                        "png",
+                        generator=g,
+                        source="generated",
+                        prompt=f"{split} {i}",
+                        prompt_source="toy",
+                    )
+                )
     index = read_metadata([write_shard(rows, root / "toy.parquet")])
     index["split"] = index["prompt"].str.split().str[0]
     index.to_parquet(root / "index.parquet")
@@ -45,8 +64,12 @@ def toy(tmp_path_factory):
 
 def _start(root: Path, out: Path, spec: dict) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
-    return subprocess.Popen([sys.executable, str(HERE / "resume_worker.py"), str(root / "index.parquet"),
-                             json.dumps(spec), str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "resume_worker.py"), str(root / "index.parquet"), json.dumps(spec), str(out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _finish(proc: subprocess.Popen) -> None:
@@ -79,7 +102,9 @@ def test_kill9_then_resume_is_bit_identical(toy):
     assert summary_w["resumed_from_epoch"] == 0 and summary_k["resumed_from_epoch"] >= stopped_at
     assert (killed / "model.safetensors").read_bytes() == (root / "whole" / "model.safetensors").read_bytes()
     assert (killed / "history.csv").read_bytes() == (root / "whole" / "history.csv").read_bytes()
-    assert {k: v for k, v in summary_k.items() if k not in TIMING} == {k: v for k, v in summary_w.items() if k not in TIMING}
+    assert {k: v for k, v in summary_k.items() if k not in TIMING} == {
+        k: v for k, v in summary_w.items() if k not in TIMING
+    }
     m_w, p_w = evaluate_split(root / "whole", index)
     m_k, p_k = evaluate_split(killed, index)
     assert m_k == m_w and p_k.equals(p_w)

@@ -41,7 +41,10 @@ def test_delivery_gives_one_size_and_format_for_every_class(tmp_path):
     buf = io.BytesIO()
     _img("blue", (300, 500)).save(buf, "JPEG", quality=70)
     raw = write_shard(
-        [make_row(png, "png", generator="a", family="f"), make_row(buf.getvalue(), "jpeg", generator="real", family="real")],
+        [
+            make_row(png, "png", generator="a", family="f"),
+            make_row(buf.getvalue(), "jpeg", generator="real", family="real"),
+        ],
         tmp_path / "raw.parquet",
     )
     out = deliver_shard(raw, tmp_path / "delivered.parquet", {"size": 32, "format": "jpeg", "quality": 90})

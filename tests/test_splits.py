@@ -15,14 +15,27 @@ def _shards(tmp_path, gens=("a", "b", "c"), n_prompts=60):
                 from PIL import Image
 
                 img = Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
-                rows.append(make_row(encode_png(img), "png", generator=g, family=g, prompt_id=f"p{p}",
-                                     prompt=f"prompt {p}", prompt_source="natural" if p % 2 else "creative"))
+                rows.append(
+                    make_row(
+                        encode_png(img),
+                        "png",
+                        generator=g,
+                        family=g,
+                        prompt_id=f"p{p}",
+                        prompt=f"prompt {p}",
+                        prompt_source="natural" if p % 2 else "creative",
+                    )
+                )
         paths.append(write_shard(rows, tmp_path / f"{g}.parquet"))
     return paths
 
 
 def test_no_prompt_crosses_splits_and_counts_hold(tmp_path):
-    cfg = {"seed": 3, "fractions": {"train": 0.6, "val": 0.2, "test": 0.2}, "counts": {"train": 40, "val": 10, "test": 10}}
+    cfg = {
+        "seed": 3,
+        "fractions": {"train": 0.6, "val": 0.2, "test": 0.2},
+        "counts": {"train": 40, "val": 10, "test": 10},
+    }
     index = build_index(_shards(tmp_path), cfg)
     assert (index.groupby("prompt_id")["split"].nunique() == 1).all()
     bench = index[index.in_benchmark]
@@ -43,8 +56,14 @@ def test_split_fractions_are_respected():
 def test_images_without_prompt_are_their_own_group(tmp_path):
     from PIL import Image
 
-    rows = [make_row(encode_png(Image.new("RGB", (4, 4), (i, 0, 0))), "png", generator="g", family="g") for i in range(30)]
+    rows = [
+        make_row(encode_png(Image.new("RGB", (4, 4), (i, 0, 0))), "png", generator="g", family="g") for i in range(30)
+    ]
     path = write_shard(rows, tmp_path / "g.parquet")
-    cfg = {"seed": 0, "fractions": {"train": 0.5, "val": 0.25, "test": 0.25}, "counts": {"train": 5, "val": 2, "test": 2}}
+    cfg = {
+        "seed": 0,
+        "fractions": {"train": 0.5, "val": 0.25, "test": 0.25},
+        "counts": {"train": 5, "val": 2, "test": 2},
+    }
     index = build_index([path], cfg)
     assert index.group.is_unique and set(index.split) == {"train", "val", "test"}

@@ -13,8 +13,18 @@ from attribench.data.shards import encode_png, load_images, make_row, read_metad
 from attribench.training.loop import flip_batch, train_run
 
 CLASSES = ["red", "blue"]
-SPEC = {"attributor": "timm_scratch", "attributor_spec": {"model": "test_resnet"}, "input_size": 24,
-        "epochs": 2, "batch_size": 8, "lr": 2e-3, "warmup_epochs": 1, "seed": 0, "classes": CLASSES, "num_threads": 1}
+SPEC = {
+    "attributor": "timm_scratch",
+    "attributor_spec": {"model": "test_resnet"},
+    "input_size": 24,
+    "epochs": 2,
+    "batch_size": 8,
+    "lr": 2e-3,
+    "warmup_epochs": 1,
+    "seed": 0,
+    "classes": CLASSES,
+    "num_threads": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +37,16 @@ def toy(tmp_path_factory):
         for split, n in (("train", 10), ("val", 4)):
             for i in range(n):
                 img = np.clip(np.array(colour) + rng.normal(0, 50, (30, 40, 3)), 0, 255).astype(np.uint8)
-                rows.append(make_row(encode_png(Image.fromarray(img)), "png", generator=g, source="generated",
-                                     prompt=f"{split} {i}", prompt_source="toy"))
+                rows.append(
+                    make_row(
+                        encode_png(Image.fromarray(img)),
+                        "png",
+                        generator=g,
+                        source="generated",
+                        prompt=f"{split} {i}",
+                        prompt_source="toy",
+                    )
+                )
         shards.append(write_shard(rows, root / f"{g}.parquet"))
     index = read_metadata(shards)
     index["split"] = index["prompt"].str.split().str[0]
@@ -84,10 +102,19 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path):
     ids = [f"i{k}" for k in range(60)]
     labels = rng.integers(0, 3, 60)
     inputs = {i: torch.tensor(rng.normal(0, 1, 6) + 2 * y, dtype=torch.float32) for i, y in zip(ids, labels)}
-    index = pd.DataFrame({"image_id": ids, "generator": np.array(["a", "b", "c"])[labels],
-                          "split": ["train"] * 40 + ["val"] * 20})
-    spec = {"attributor": "linear_probe", "attributor_spec": {"in_dim": 6}, "classes": ["a", "b", "c"], "epochs": 3,
-            "batch_size": 16, "lr": 1e-2, "warmup_epochs": 0, "num_threads": 1}
+    index = pd.DataFrame(
+        {"image_id": ids, "generator": np.array(["a", "b", "c"])[labels], "split": ["train"] * 40 + ["val"] * 20}
+    )
+    spec = {
+        "attributor": "linear_probe",
+        "attributor_spec": {"in_dim": 6},
+        "classes": ["a", "b", "c"],
+        "epochs": 3,
+        "batch_size": 16,
+        "lr": 1e-2,
+        "warmup_epochs": 0,
+        "num_threads": 1,
+    }
     full = train_run(index, spec, tmp_path / "full", inputs=inputs)
     acc = train_run(index, {**spec, "micro_batch_size": 5}, tmp_path / "acc", inputs=inputs)
     from safetensors.torch import load_file

@@ -44,8 +44,10 @@ def natural_prompts(tmp_path_factory, cfgs):
 
 
 def _items(n=2, seed_fn=lambda i: i):
-    return [RenderItem(key=f"p{i}:0", prompt=p, prompt_id=f"p{i}", prompt_source="natural", image_index=0, seed=seed_fn(i))
-            for i, p in enumerate(["a photo of a red cat", "a blue car on the street at night"][:n])]
+    return [
+        RenderItem(key=f"p{i}:0", prompt=p, prompt_id=f"p{i}", prompt_source="natural", image_index=0, seed=seed_fn(i))
+        for i, p in enumerate(["a photo of a red cat", "a blue car on the street at night"][:n])
+    ]
 
 
 # ------------------------------------------------------------------ expansion ----
@@ -62,7 +64,9 @@ def test_classes_differ_from_base_only_in_the_varied_key(cfgs, profile):
         base = config.deep_merge(cfg["generators"][st["base"]], st.get("spec") or {})
         assert [c[st["vary"]] for c in classes.values()] == st["values"]
         for cls, spec in classes.items():
-            assert {k: v for k, v in spec.items() if k != st["vary"]} == {k: v for k, v in base.items() if k != st["vary"]}
+            assert {k: v for k, v in spec.items() if k != st["vary"]} == {
+                k: v for k, v in base.items() if k != st["vary"]
+            }
             assert generator_spec(cfg, cls) == spec
         assert split_config(cfg, name)["counts"] == (st.get("split") or {}).get("counts", cfg["split"]["counts"])
 
@@ -73,16 +77,23 @@ def test_study_experiments_read_their_own_index_and_hash_the_study(cfgs):
     specs = [experiment_spec(cfg, e) for e in hp]
     assert sorted(s["study"]["name"] for s in specs) == sorted(studies(cfg))
     assert len({experiment_index(cfg, e) for e in hp}) == len(hp)
-    assert all(experiment_index(cfg, e).endswith(f"studies/{s['study']['name']}/index.parquet") for e, s in zip(hp, specs))
+    assert all(
+        experiment_index(cfg, e).endswith(f"studies/{s['study']['name']}/index.parquet") for e, s in zip(hp, specs)
+    )
     assert "study" not in experiment_spec(cfg, "ef_all")  # benchmark runs keep their params hash
     assert experiment_index(cfg, "ef_all").endswith("dataset/index.parquet")
 
 
 def test_bad_study_or_stage_is_named(repo):
     with pytest.raises(config.ConfigError, match="hyperparameter_studies.seeds_sd.base"):
-        config.load(repo / "params.yaml", {"profiles": {"smoke": {"hyperparameter_studies": {"seeds_sd": {"base": "no_such_gen"}}}}})
+        config.load(
+            repo / "params.yaml",
+            {"profiles": {"smoke": {"hyperparameter_studies": {"seeds_sd": {"base": "no_such_gen"}}}}},
+        )
     with pytest.raises(config.ConfigError, match="hyperparameter_studies.steps_sd.*steps"):
-        config.load(repo / "params.yaml", {"profiles": {"smoke": {"hyperparameter_studies": {"steps_sd": {"values": [0, 5]}}}}})
+        config.load(
+            repo / "params.yaml", {"profiles": {"smoke": {"hyperparameter_studies": {"steps_sd": {"values": [0, 5]}}}}}
+        )
     with pytest.raises(config.ConfigError, match="zoo.sd_ckpt2.resume_from"):
         config.load(repo / "params.yaml", {"profiles": {"smoke": {"zoo": {"sd_ckpt2": {"train_steps": 50}}}}})
 
@@ -148,7 +159,11 @@ def photos(tmp_path_factory):
     from skimage import data
 
     d = tmp_path_factory.mktemp("photos")
-    caps = {"astronaut": "an astronaut in front of a flag", "chelsea": "a cat looking to the side", "coffee": "a cup of coffee"}
+    caps = {
+        "astronaut": "an astronaut in front of a flag",
+        "chelsea": "a cat looking to the side",
+        "coffee": "a cup of coffee",
+    }
     for name in caps:
         Image.fromarray(getattr(data, name)()).save(d / f"{name}.png")
     (d / "captions.csv").write_text("file,caption\n" + "".join(f"{n}.png,{c}\n" for n, c in caps.items()))
@@ -176,10 +191,19 @@ def test_checkpoint_stages_continue_each_other(tmp_path, photos, sd_dir):
         save_zoo_model("sd", tmp_path / "bad", seed=1, train_steps=6, training={**tr, "lr": 5e-4}, resume_from=s1)
     # ... and renders through the ordinary backend differ by stage.
     backend = get_backend("diffusers")
-    spec = {"backend": "diffusers", "family": "sd", "pipeline": "StableDiffusionPipeline", "steps": 4, "guidance": 5.0,
-            "width": 64, "height": 64}
-    imgs = [backend.render(backend.load({**spec, "model": str(d)}, "cpu"), "x", {**spec, "model": str(d)}, _items(1))[0]
-            for d in (sd_dir, s1, s2)]
+    spec = {
+        "backend": "diffusers",
+        "family": "sd",
+        "pipeline": "StableDiffusionPipeline",
+        "steps": 4,
+        "guidance": 5.0,
+        "width": 64,
+        "height": 64,
+    }
+    imgs = [
+        backend.render(backend.load({**spec, "model": str(d)}, "cpu"), "x", {**spec, "model": str(d)}, _items(1))[0]
+        for d in (sd_dir, s1, s2)
+    ]
     assert len({r["image"] for r in imgs}) == 3 and [r["checkpoint"] for r in imgs] == [str(sd_dir), str(s1), str(s2)]
 
 
@@ -208,19 +232,57 @@ def test_table3_reports_chance_per_study_and_draws_fig4(tmp_path, cfgs):
         k = len(classes)
         cm = rng.integers(0, 5, (k, k)) + np.eye(k, dtype=int) * 10
         acc = float(np.trace(cm) / cm.sum())
-        m = {"experiment": e, "profile": "smoke", "attributor_label": "EF", "model": "m", "input_size": 64, "classes": classes,
-             "n_classes": k, "chance": 1 / k, "n_train": 60 * k, "epochs": 3, "study": spec["study"], "train_dataset": "all",
-             "test": {"all": {"accuracy": acc, "accuracy_ci95": [acc - 0.05, acc + 0.05], "macro_f1": acc,
-                              "macro_precision": acc, "macro_recall": acc,
-                              "confusion_matrix": cm.tolist(), "n": int(cm.sum())}}}
+        m = {
+            "experiment": e,
+            "profile": "smoke",
+            "attributor_label": "EF",
+            "model": "m",
+            "input_size": 64,
+            "classes": classes,
+            "n_classes": k,
+            "chance": 1 / k,
+            "n_train": 60 * k,
+            "epochs": 3,
+            "study": spec["study"],
+            "train_dataset": "all",
+            "test": {
+                "all": {
+                    "accuracy": acc,
+                    "accuracy_ci95": [acc - 0.05, acc + 0.05],
+                    "macro_f1": acc,
+                    "macro_precision": acc,
+                    "macro_recall": acc,
+                    "confusion_matrix": cm.tolist(),
+                    "n": int(cm.sum()),
+                }
+            },
+        }
         paths.append(tmp_path / f"{e}.json")
         paths[-1].write_text(json.dumps(m))
-    out = {"csv": tmp_path / "t3.csv", "md": tmp_path / "t3.md", "metrics": tmp_path / "t3.json", "png": tmp_path / "t3.png"}
+    out = {
+        "csv": tmp_path / "t3.csv",
+        "md": tmp_path / "t3.md",
+        "metrics": tmp_path / "t3.json",
+        "png": tmp_path / "t3.png",
+    }
     df = build_report("table3", cfg, inputs={"runs": paths}, out=out)
     csv = pd.read_csv(tmp_path / "t3.csv")
     assert list(csv.study) == [experiment_spec(cfg, e)["study"]["name"] for e in cfg["tables"]["table3"]["experiments"]]
-    assert np.allclose(csv.chance, 1 / csv.n_classes) and set(csv.varied) == {"model", "scheduler", "steps", "fixed_seed"}
-    assert {"architecture", "accuracy_ci95_lo", "accuracy_ci95_hi", "macro_f1", "n_test", "attributor", "profile"} <= set(csv.columns)
+    assert np.allclose(csv.chance, 1 / csv.n_classes) and set(csv.varied) == {
+        "model",
+        "scheduler",
+        "steps",
+        "fixed_seed",
+    }
+    assert {
+        "architecture",
+        "accuracy_ci95_lo",
+        "accuracy_ci95_hi",
+        "macro_f1",
+        "n_test",
+        "attributor",
+        "profile",
+    } <= set(csv.columns)
     md = (tmp_path / "t3.md").read_text()
     assert "random chance" in md and f"{100 / 8:.2f}" in md  # 8 schedulers
     assert (tmp_path / "t3.png").read_bytes()[:4] == b"\x89PNG" and len(df) == len(paths)

@@ -18,10 +18,18 @@ from test_experiments import _cfg, _index
 def _study_cfg():
     cfg = _cfg()
     cfg["delivery"] = {"size": 24, "format": "png"}
-    cfg["experiments"]["blurred"] = {"attributor": "toy", "train": "natural", "test": ["natural", "creative"],
-                                     "transform": {"name": "gaussian_blur", "radius": 2}}
+    cfg["experiments"]["blurred"] = {
+        "attributor": "toy",
+        "train": "natural",
+        "test": ["natural", "creative"],
+        "transform": {"name": "gaussian_blur", "radius": 2},
+    }
     cfg["experiments"]["depth"] = {"attributor": "toy", "train": "natural", "transform": {"name": "depth"}}
-    cfg["experiments"]["perspective"] = {"attributor": "toy", "train": "natural", "transform": {"name": "perspective_field"}}
+    cfg["experiments"]["perspective"] = {
+        "attributor": "toy",
+        "train": "natural",
+        "transform": {"name": "perspective_field"},
+    }
     cfg["tables"] = {"fig7_representations": {"experiments": ["xd", "blurred", "depth", "perspective"]}}
     return cfg
 
@@ -43,7 +51,9 @@ def test_derived_rows_keep_parent_ids_split_and_transform(tmp_path, monkeypatch)
     parents = pd.read_parquet(index_path).set_index("image_id")
     assert derived["parent_id"].isin(parents.index).all()
     assert not derived["image_id"].isin(parents.index).any()
-    assert {json.dumps(json.loads(t), sort_keys=True) for t in derived["transform"]} == {json.dumps(m["transform"], sort_keys=True)}
+    assert {json.dumps(json.loads(t), sort_keys=True) for t in derived["transform"]} == {
+        json.dumps(m["transform"], sort_keys=True)
+    }
     for col in ("generator", "prompt_id", "prompt_source"):
         assert (derived[col].to_numpy() == parents.loc[derived["parent_id"], col].to_numpy()).all()
 
@@ -69,8 +79,15 @@ def test_study_rows_mark_transforms_that_cannot_run_here():
     assert transform_status(cfg, "blurred") == "ok"
     assert transform_status(cfg, "depth") == "needs weights"  # no depth weights on this machine
     assert transform_status(cfg, "perspective") == "not available"
-    run = {"experiment": "xd", "test": {"natural": {"accuracy": 0.9, "accuracy_ci95": [0.8, 1.0], "macro_f1": 0.9, "n": 8}},
-           "n_train": 16, "n_classes": 2, "chance": 0.5, "attributor_label": "toy", "train_seconds": 1.0}
+    run = {
+        "experiment": "xd",
+        "test": {"natural": {"accuracy": 0.9, "accuracy_ci95": [0.8, 1.0], "macro_f1": 0.9, "n": 8}},
+        "n_train": 16,
+        "n_classes": 2,
+        "chance": 0.5,
+        "attributor_label": "toy",
+        "train_seconds": 1.0,
+    }
     df = study_rows([run], cfg, "fig7_representations").set_index("experiment")
     assert df.loc["xd", "status"] == "ran" and df.loc["xd", "accuracy"] == 0.9
     assert df.loc["depth", "status"].startswith("needs weights") and np.isnan(df.loc["depth", "accuracy"])
@@ -80,7 +97,11 @@ def test_study_rows_mark_transforms_that_cannot_run_here():
 
 def test_experiment_spec_rejects_unknown_transform_parameters():
     cfg = _study_cfg()
-    cfg["experiments"]["bad"] = {"attributor": "toy", "train": "natural", "transform": {"name": "gaussian_blur", "radius": 2, "sigma": 3}}
+    cfg["experiments"]["bad"] = {
+        "attributor": "toy",
+        "train": "natural",
+        "transform": {"name": "gaussian_blur", "radius": 2, "sigma": 3},
+    }
     with pytest.raises(TypeError, match="experiments.bad.transform"):
         experiment_spec(cfg, "bad")
 

@@ -8,10 +8,27 @@ from attribench.reports.registry import REPORTS, build_report, load_reports
 
 def _run(train, accs):
     return {
-        "experiment": f"xd_{train}", "profile": "smoke", "attributor_label": "EF", "model": "m", "input_size": 64,
-        "train_dataset": train, "classes": ["a", "b"], "n_classes": 2, "chance": 0.5, "n_train": 10,
-        "test": {t: {"accuracy": a, "accuracy_ci95": [a - 0.1, min(1, a + 0.1)], "macro_precision": a,
-                     "macro_recall": a, "macro_f1": a, "n": 20} for t, a in accs.items()},
+        "experiment": f"xd_{train}",
+        "profile": "smoke",
+        "attributor_label": "EF",
+        "model": "m",
+        "input_size": 64,
+        "train_dataset": train,
+        "classes": ["a", "b"],
+        "n_classes": 2,
+        "chance": 0.5,
+        "n_train": 10,
+        "test": {
+            t: {
+                "accuracy": a,
+                "accuracy_ci95": [a - 0.1, min(1, a + 0.1)],
+                "macro_precision": a,
+                "macro_recall": a,
+                "macro_f1": a,
+                "n": 20,
+            }
+            for t, a in accs.items()
+        },
     }
 
 
@@ -33,7 +50,11 @@ def test_table2_grid_puts_each_number_in_its_cell(tmp_path):
     row = next(line for line in md if line.startswith("| test on creative"))
     assert row.split("|")[2].strip().startswith("60.00") and row.split("|")[3].strip().startswith("80.00")
     assert json.loads((tmp_path / "t2.json").read_text()) == {
-        "xd_natural/natural": 0.9, "xd_natural/creative": 0.6, "xd_creative/natural": 0.7, "xd_creative/creative": 0.8}
+        "xd_natural/natural": 0.9,
+        "xd_natural/creative": 0.6,
+        "xd_creative/natural": 0.7,
+        "xd_creative/creative": 0.8,
+    }
 
 
 def test_unknown_report_is_named(tmp_path):

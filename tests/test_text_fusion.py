@@ -20,16 +20,32 @@ from split_eval import evaluate_split
 
 torch.set_num_threads(1)
 # One prompt theme per class: the text identifies the class, the image (uniform noise) does not.
-THEMES = {"red": "a cat sleeping on a sofa", "green": "a mountain lake at sunrise", "blue": "a busy city street at night"}
+THEMES = {
+    "red": "a cat sleeping on a sofa",
+    "green": "a mountain lake at sunrise",
+    "blue": "a busy city street at night",
+}
 CLASSES = list(THEMES)
 TEXT_SPEC = {"encoder": "minilm"}
 SPEC = {
-    "attributor": "timm_scratch", "attributor_spec": {"model": "test_resnet"}, "input_size": 32,
-    "epochs": 6, "batch_size": 16, "lr": 5e-3, "warmup_epochs": 1, "min_lr": 1e-5, "seed": 0,
-    "classes": CLASSES, "num_threads": 1,
+    "attributor": "timm_scratch",
+    "attributor_spec": {"model": "test_resnet"},
+    "input_size": 32,
+    "epochs": 6,
+    "batch_size": 16,
+    "lr": 5e-3,
+    "warmup_epochs": 1,
+    "min_lr": 1e-5,
+    "seed": 0,
+    "classes": CLASSES,
+    "num_threads": 1,
 }
-TEXT_SPEC_RUN = {**SPEC, "attributor": "timm_scratch_text", "attributor_spec": {"model": "test_resnet", "text_dim": 384},
-                 "text_spec": TEXT_SPEC}
+TEXT_SPEC_RUN = {
+    **SPEC,
+    "attributor": "timm_scratch_text",
+    "attributor_spec": {"model": "test_resnet", "text_dim": 384},
+    "text_spec": TEXT_SPEC,
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +58,17 @@ def toy(tmp_path_factory):
         for split, n in (("train", 16), ("val", 8), ("test", 8)):
             for i in range(n):
                 img = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
-                rows.append(make_row(encode_png(Image.fromarray(img)), "png", generator=g, source="generated",
-                                     prompt=f"{theme}, picture {i}", prompt_id=f"{g}-{split}-{i}", prompt_source=split))
+                rows.append(
+                    make_row(
+                        encode_png(Image.fromarray(img)),
+                        "png",
+                        generator=g,
+                        source="generated",
+                        prompt=f"{theme}, picture {i}",
+                        prompt_id=f"{g}-{split}-{i}",
+                        prompt_source=split,
+                    )
+                )
     base = tmp_path_factory.mktemp("text_fusion")
     index = read_metadata([write_shard(rows, base / "toy.parquet")])
     index["split"] = index["prompt_source"]
@@ -56,8 +81,11 @@ def runs(toy):
     """name -> (run dir, summary + test metrics, test predictions)."""
     index, text, base = toy
     out = {}
-    for name, spec, kw in (("image", SPEC, {}), ("text", TEXT_SPEC_RUN, {"text_inputs": text}),
-                           ("text_again", TEXT_SPEC_RUN, {"text_inputs": text})):
+    for name, spec, kw in (
+        ("image", SPEC, {}),
+        ("text", TEXT_SPEC_RUN, {"text_inputs": text}),
+        ("text_again", TEXT_SPEC_RUN, {"text_inputs": text}),
+    ):
         summary = train_run(index, spec, base / name, **kw)
         out[name] = (base / name, *evaluate_split(base / name, index, summary, text=kw.get("text_inputs")))
     return out
@@ -77,7 +105,9 @@ def test_head_sees_image_embedding_and_text():
     with pytest.raises(KeyError, match="text_dim"):
         build_attributor("timm_scratch_text", {"model": "test_resnet"}, 3)
     with pytest.raises(ValueError, match="pretrained"):
-        build_attributor("timm_scratch_text", {"model": "test_resnet", "text_dim": 8, "model_kwargs": {"pretrained": True}}, 3)
+        build_attributor(
+            "timm_scratch_text", {"model": "test_resnet", "text_dim": 8, "model_kwargs": {"pretrained": True}}, 3
+        )
     # The fine-tuned variant: the pretrained backbone, unfrozen, under the same fusion head.
     ft = build_attributor("finetune_text", {"backbone": "efficientnet_lite0", "text_dim": 8}, 3)
     assert ft.head.in_features == 1280 + 8 and all(p.requires_grad for p in ft.parameters())

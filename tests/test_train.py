@@ -23,8 +23,15 @@ COLOURS = {"red": (190, 60, 60), "green": (60, 170, 70), "blue": (60, 80, 190), 
 SPEC = {
     "attributor": "timm_scratch",
     "attributor_spec": {"model": "test_resnet"},  # timm's ~0.4M-parameter test net: trains in seconds
-    "input_size": 32, "epochs": 4, "batch_size": 16, "lr": 2e-3, "weight_decay": 0.05,
-    "warmup_epochs": 1, "min_lr": 1e-5, "seed": 0, "classes": CLASSES,
+    "input_size": 32,
+    "epochs": 4,
+    "batch_size": 16,
+    "lr": 2e-3,
+    "weight_decay": 0.05,
+    "warmup_epochs": 1,
+    "min_lr": 1e-5,
+    "seed": 0,
+    "classes": CLASSES,
     "num_threads": 1,  # one thread: other jobs on a 2-core box make 2 OpenMP threads crawl
 }
 
@@ -55,8 +62,16 @@ def toy_index(tmp_path_factory):
         for split, n in (("train", 16), ("val", 8), ("test", 8)):
             for i in range(n if g != "yellow" else 2):
                 fmt = "png" if i % 2 else "jpeg"
-                rows.append(make_row(encode(toy_image(rng, colour, g == "blue"), fmt), fmt, generator=g,
-                                     source="generated", prompt=f"{split} {i}", prompt_source="toy"))
+                rows.append(
+                    make_row(
+                        encode(toy_image(rng, colour, g == "blue"), fmt),
+                        fmt,
+                        generator=g,
+                        source="generated",
+                        prompt=f"{split} {i}",
+                        prompt_source="toy",
+                    )
+                )
     shard = write_shard(rows, tmp_path_factory.mktemp("shards") / "toy.parquet")
     index = read_metadata([shard])
     index["split"] = index["prompt"].str.split().str[0]
@@ -79,7 +94,9 @@ def test_learns_and_writes_outputs(runs):
     run_dir, metrics, preds = runs[0]
     assert metrics["test_accuracy"] >= 0.9
     assert (metrics["n_train"], metrics["n_val"], metrics["n_test"]) == (48, 24, 24)  # yellow dropped
-    assert json.loads((run_dir / "training.json").read_text()) == {k: metrics[k] for k in json.loads((run_dir / "training.json").read_text())}
+    assert json.loads((run_dir / "training.json").read_text()) == {
+        k: metrics[k] for k in json.loads((run_dir / "training.json").read_text())
+    }
     assert metrics["resumed_from_epoch"] == 0
     # The trainer tests nothing and leaves metrics.json (the finished-run marker) to the experiment.
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "checkpoint").exists()
@@ -104,7 +121,9 @@ def test_same_seed_is_identical(runs):
     (dir_a, m_a, p_a), (dir_b, m_b, p_b) = runs
     assert m_a["test_accuracy"] == m_b["test_accuracy"]
     pd.testing.assert_frame_equal(p_a, p_b, check_exact=True)
-    pd.testing.assert_frame_equal(pd.read_csv(dir_a / "history.csv"), pd.read_csv(dir_b / "history.csv"), check_exact=True)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(dir_a / "history.csv"), pd.read_csv(dir_b / "history.csv"), check_exact=True
+    )
     assert (dir_a / "model.safetensors").read_bytes() == (dir_b / "model.safetensors").read_bytes()
 
 
@@ -134,7 +153,8 @@ def test_lr_schedule_warmup_then_cosine(runs):
     assert np.all(np.diff(lrs[warmup:]) < 0) and lrs[-1] == pytest.approx(min_lr)  # cosine down to min_lr
     mid = warmup + (total - 1 - warmup) / 2
     assert lr_at(int(mid), total, warmup, lr, min_lr) == pytest.approx(
-        min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * (int(mid) - warmup) / (total - 1 - warmup))))
+        min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * (int(mid) - warmup) / (total - 1 - warmup)))
+    )
     # The run logged the LR of each epoch's last iteration: 3 iterations of 16 per epoch.
     hist = pd.read_csv(runs[0][0] / "history.csv")
     assert np.allclose(hist["lr"], [lr_at(3 * e - 1, 12, 3, SPEC["lr"], SPEC["min_lr"]) for e in (1, 2, 3, 4)])

@@ -55,8 +55,9 @@ def test_availability_marks_rows_and_unavailable_entries_explain_why():
         T.apply("perspective_field", _textured(1))
 
 
-@pytest.mark.parametrize("name, extra", [("depth", {}), ("normals", {}), ("albedo", {}), ("shading", {}),
-                                         ("sdedit", {"strength": 0.05})])
+@pytest.mark.parametrize(
+    "name, extra", [("depth", {}), ("normals", {}), ("albedo", {}), ("shading", {}), ("sdedit", {"strength": 0.05})]
+)
 def test_hub_ids_without_local_weights_need_weights(name, extra):
     spec = {"name": name, "model": "attribench-test/not-a-cached-model", **extra}
     assert T.availability(spec) == "needs weights"
@@ -81,7 +82,9 @@ def test_jpeg_is_a_real_reencoding():
 
 def test_blur_removes_more_high_frequency_at_larger_radius():
     x = _textured(2)
-    e = [_laplacian_energy(x)] + [_laplacian_energy(T.apply({"name": "gaussian_blur", "radius": r}, x)) for r in (5, 10)]
+    e = [_laplacian_energy(x)] + [
+        _laplacian_energy(T.apply({"name": "gaussian_blur", "radius": r}, x)) for r in (5, 10)
+    ]
     assert e[0] > 2 * e[1] and e[1] > 1.2 * e[2]
 
 
@@ -148,16 +151,30 @@ def test_highpass_and_spectrum_have_fixed_scales():
 
 def _shard(path):
     imgs = [_textured(1, 64, s)[0] for s in range(3)] + [_textured(1, 48, 9)[0]]  # mixed sizes batch separately
-    rows = [make_row(encode_png(Image.fromarray(im)), "png", generator="g", family="sd", source="generated",
-                     prompt=p, width=im.shape[1], height=im.shape[0], seed=i)
-            for i, (im, p) in enumerate(zip(imgs, ["a cat", None, "a dog", "red car"]))]
+    rows = [
+        make_row(
+            encode_png(Image.fromarray(im)),
+            "png",
+            generator="g",
+            family="sd",
+            source="generated",
+            prompt=p,
+            width=im.shape[1],
+            height=im.shape[0],
+            seed=i,
+        )
+        for i, (im, p) in enumerate(zip(imgs, ["a cat", None, "a dog", "red car"]))
+    ]
     return write_shard(rows, path)
 
 
 def test_derived_shards_keep_parents_and_compose_specs(tmp_path):
     src = read_shard(_shard(tmp_path / "raw.parquet"))
-    jp = read_shard(T.apply_to_shard(tmp_path / "raw.parquet", tmp_path / "jpeg.parquet",
-                                     {"name": "jpeg", "quality": 50}, batch_size=3))
+    jp = read_shard(
+        T.apply_to_shard(
+            tmp_path / "raw.parquet", tmp_path / "jpeg.parquet", {"name": "jpeg", "quality": 50}, batch_size=3
+        )
+    )
     assert list(jp.parent_id) == list(src.image_id) and (jp.format == "jpeg").all()
     assert all(content_id(b) == i and b.startswith(b"\xff\xd8") for b, i in zip(jp.image, jp.image_id))
     assert json.loads(jp["transform"][0]) == {"name": "jpeg", "quality": 50, "subsampling": "4:2:0"}
@@ -194,15 +211,33 @@ def test_sdedit_on_a_tiny_zoo_pipeline(zoo_sd):
 def _tiny_depth_anything(path):
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
 
-    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
-                            patch_size=14, image_size=56, out_features=["stage1", "stage2", "stage3", "stage4"],
-                            reshape_hidden_states=False)
-    cfg = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32, patch_size=14,
-                              neck_hidden_sizes=[8, 16, 16, 32], fusion_hidden_size=16, head_hidden_size=8)
+    backbone = Dinov2Config(
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        patch_size=14,
+        image_size=56,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+        reshape_hidden_states=False,
+    )
+    cfg = DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=32,
+        patch_size=14,
+        neck_hidden_sizes=[8, 16, 16, 32],
+        fusion_hidden_size=16,
+        head_hidden_size=8,
+    )
     torch.manual_seed(0)
     DepthAnythingForDepthEstimation(cfg).eval().save_pretrained(path)
-    DPTImageProcessor(size={"height": 56, "width": 56}, keep_aspect_ratio=True, ensure_multiple_of=14,
-                      image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(path)
+    DPTImageProcessor(
+        size={"height": 56, "width": 56},
+        keep_aspect_ratio=True,
+        ensure_multiple_of=14,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    ).save_pretrained(path)
     return str(path)
 
 
@@ -221,16 +256,34 @@ def _tiny_marigold(cls, path, n_targets, **extra):
     from attribench.data import zoo
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(sample_size=8, in_channels=4 * (1 + n_targets), out_channels=4 * n_targets,
-                                block_out_channels=(32, 64), layers_per_block=1,
-                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-                                cross_attention_dim=32, attention_head_dim=2, norm_num_groups=16)
-    cls(unet=unet.eval(), vae=zoo._vae(0, "marigold", 64, scaling_factor=0.18215),
-        text_encoder=zoo._clip_text(0, "marigold", "text_encoder"), tokenizer=zoo._clip_tokenizer(),
-        scheduler=DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                                prediction_type="v_prediction", timestep_spacing="trailing"),
-        default_denoising_steps=1, default_processing_resolution=64, **extra).save_pretrained(path)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4 * (1 + n_targets),
+        out_channels=4 * n_targets,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=2,
+        norm_num_groups=16,
+    )
+    cls(
+        unet=unet.eval(),
+        vae=zoo._vae(0, "marigold", 64, scaling_factor=0.18215),
+        text_encoder=zoo._clip_text(0, "marigold", "text_encoder"),
+        tokenizer=zoo._clip_tokenizer(),
+        scheduler=DDIMScheduler(
+            beta_schedule="scaled_linear",
+            beta_start=0.00085,
+            beta_end=0.012,
+            prediction_type="v_prediction",
+            timestep_spacing="trailing",
+        ),
+        default_denoising_steps=1,
+        default_processing_resolution=64,
+        **extra,
+    ).save_pretrained(path)
     return str(path)
 
 
@@ -239,11 +292,15 @@ def test_marigold_loaders_run_tiny_random_pipelines(tmp_path):
 
     normals = _tiny_marigold(MarigoldNormalsPipeline, tmp_path / "normals", 1, prediction_type="normals")
     # The lighting checkpoint's layout: three targets, shading and residual linear and up to scale.
-    targets = {"target_names": ["albedo", "shading", "residual"], "albedo": {"prediction_space": "srgb"},
-               "shading": {"prediction_space": "linear", "up_to_scale": True},
-               "residual": {"prediction_space": "linear", "up_to_scale": True}}
-    iid = _tiny_marigold(MarigoldIntrinsicsPipeline, tmp_path / "iid", 3, prediction_type="intrinsics",
-                         target_properties=targets)
+    targets = {
+        "target_names": ["albedo", "shading", "residual"],
+        "albedo": {"prediction_space": "srgb"},
+        "shading": {"prediction_space": "linear", "up_to_scale": True},
+        "residual": {"prediction_space": "linear", "up_to_scale": True},
+    }
+    iid = _tiny_marigold(
+        MarigoldIntrinsicsPipeline, tmp_path / "iid", 3, prediction_type="intrinsics", target_properties=targets
+    )
     x, ids = _textured(2), ["a", "b"]
     outs = {}
     for name, model in [("normals", normals), ("albedo", iid), ("shading", iid)]:
@@ -256,5 +313,16 @@ def test_marigold_loaders_run_tiny_random_pipelines(tmp_path):
         assert np.abs(alone.astype(int) - outs[name][1:]).max() <= 1
     assert not np.array_equal(outs["albedo"], outs["shading"])
     with pytest.raises(ValueError, match="shading"):
-        T.apply({"name": "shading", "model": _tiny_marigold(MarigoldIntrinsicsPipeline, tmp_path / "app", 1,
-                 prediction_type="intrinsics", target_properties={"target_names": ["albedo"], "albedo": {}})}, x)
+        T.apply(
+            {
+                "name": "shading",
+                "model": _tiny_marigold(
+                    MarigoldIntrinsicsPipeline,
+                    tmp_path / "app",
+                    1,
+                    prediction_type="intrinsics",
+                    target_properties={"target_names": ["albedo"], "albedo": {}},
+                ),
+            },
+            x,
+        )

@@ -33,9 +33,21 @@ def test_custom_rule_generator_reaches_the_dataset(repo, workdir):
             Image.new("RGB", (96, 96), colour).save(img)
             zf.write(img, f"my_tool_{i}.png")
         zf.writestr("captions.csv", "file,caption\nmy_tool_0.png,A red square.\n")
-    extra = {"profiles": {"smoke": {"generators": {"my_tool": {
-        "backend": "folder", "family": "my_tool", "source": "imported", "path": "data/imports/unzipped/my_tool",
-        "captions": "data/imports/unzipped/my_tool/captions.csv"}}}}}
+    extra = {
+        "profiles": {
+            "smoke": {
+                "generators": {
+                    "my_tool": {
+                        "backend": "folder",
+                        "family": "my_tool",
+                        "source": "imported",
+                        "path": "data/imports/unzipped/my_tool",
+                        "captions": "data/imports/unzipped/my_tool/captions.csv",
+                    }
+                }
+            }
+        }
+    }
     (workdir / "extra.yaml").write_text(yaml.safe_dump(extra))
 
     dry = _snakemake(repo, workdir, "-n", "results/dataset_summary.csv", "--configfile", str(workdir / "extra.yaml"))
@@ -57,7 +69,9 @@ def test_custom_rule_generator_reaches_the_dataset(repo, workdir):
 
 def test_paper_dag_dry_runs_quickly_with_low_thousands_of_jobs(repo, workdir):
     t0 = time.time()
-    dry = _snakemake(repo, workdir, "-n", "results/dataset_summary.csv", "results/table2.csv", "--config", "profile=paper")
+    dry = _snakemake(
+        repo, workdir, "-n", "results/dataset_summary.csv", "results/table2.csv", "--config", "profile=paper"
+    )
     elapsed = time.time() - t0
     assert dry.returncode == 0, dry.stderr
     total = int(re.search(r"^total\s+(\d+)", dry.stdout, re.M).group(1))

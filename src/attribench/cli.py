@@ -24,8 +24,11 @@ def cmd_validate(args, cfg):
     from attribench.experiments.runs import experiment_spec  # reason: torch-heavy, only for validate
     from attribench.models.attributors.registry import ATTRIBUTORS  # reason: imports torch
 
-    errors = [f"attributors.{n}.kind: '{a['kind']}' is not registered (known: {sorted(ATTRIBUTORS)})"
-              for n, a in cfg["attributors"].items() if a["kind"] not in ATTRIBUTORS]
+    errors = [
+        f"attributors.{n}.kind: '{a['kind']}' is not registered (known: {sorted(ATTRIBUTORS)})"
+        for n, a in cfg["attributors"].items()
+        if a["kind"] not in ATTRIBUTORS
+    ]
     for name in cfg["experiments"]:
         try:
             experiment_spec(cfg, name)  # resolves its transform against the transform registry
@@ -47,12 +50,26 @@ def cmd_plan(args, cfg):
         other = config_mod.load(args.throughput_params, {"profile": cfg["profile"]})
         tps = {g: s["throughput"] for g, s in other["generators"].items() if "throughput" in s}
     df = write_plan(cfg, args.out or str(paths.PLAN), tps)
-    by_kind = df[df["kind"] != "total"].groupby("kind", sort=False)[
-        ["images_rendered", "images_read", "gpu_hours", "raw_gb", "delivered_gb"]].sum(min_count=1)
+    by_kind = (
+        df[df["kind"] != "total"]
+        .groupby("kind", sort=False)[["images_rendered", "images_read", "gpu_hours", "raw_gb", "delivered_gb"]]
+        .sum(min_count=1)
+    )
     print(f"render plan, profile {cfg['profile']} -> {args.out or paths.PLAN}")
     print(by_kind.round(1).to_string())
-    print(yaml.safe_dump({"total": {k: round(float(v), 1) for k, v in df.iloc[-1][
-        ["images_rendered", "images_read", "gpu_hours", "raw_gb", "delivered_gb"]].fillna(0).items()}}, sort_keys=False))
+    print(
+        yaml.safe_dump(
+            {
+                "total": {
+                    k: round(float(v), 1)
+                    for k, v in df.iloc[-1][["images_rendered", "images_read", "gpu_hours", "raw_gb", "delivered_gb"]]
+                    .fillna(0)
+                    .items()
+                }
+            },
+            sort_keys=False,
+        )
+    )
 
 
 def cmd_fetch_models(args, cfg):
@@ -60,7 +77,10 @@ def cmd_fetch_models(args, cfg):
     from attribench.core.hub import fetch_models  # per command: a job imports only what it runs
 
     fetched = fetch_models(cfg, args.cache or paths.HUB_CACHE, download=not args.verify_only)
-    print(f"hub models: {len(cfg.get('hub_models') or {})} pinned, {len(fetched)} downloaded" + (f": {fetched}" if fetched else ""))
+    print(
+        f"hub models: {len(cfg.get('hub_models') or {})} pinned, {len(fetched)} downloaded"
+        + (f": {fetched}" if fetched else "")
+    )
 
 
 def cmd_build_replicas(args, cfg):
@@ -87,8 +107,15 @@ def cmd_build_zoo(args, cfg):
     if spec is None:
         raise KeyError(f"zoo model '{args.name}' is not in params (known: {sorted(cfg['zoo'])})")
     resume = str(Path(args.out).parent / spec["resume_from"]) if spec.get("resume_from") else None
-    save_zoo_model(spec["family"], args.out, seed=spec.get("seed", 0), resolution=spec.get("resolution", 64),
-                   train_steps=spec.get("train_steps", 0), training=spec.get("training"), resume_from=resume)
+    save_zoo_model(
+        spec["family"],
+        args.out,
+        seed=spec.get("seed", 0),
+        resolution=spec.get("resolution", 64),
+        train_steps=spec.get("train_steps", 0),
+        training=spec.get("training"),
+        resume_from=resume,
+    )
 
 
 def cmd_sample_photos(args, cfg):
@@ -129,7 +156,10 @@ def cmd_train(args, cfg):
 
 
 def cmd_edit(args, cfg):
-    from attribench.transforms.postedit import edit_with_transform, import_external_edits  # per command: a job imports only what it runs
+    from attribench.transforms.postedit import (
+        edit_with_transform,
+        import_external_edits,
+    )  # per command: a job imports only what it runs
 
     tool = cfg["post_editing"]["tools"].get(args.tool)
     if tool is None:
@@ -154,8 +184,9 @@ def cmd_predict(args, cfg):
     """Exit status: 0 when every file was predicted, 100 + n when n files were skipped (n capped at 155)."""
     from attribench.experiments.predict import predict_paths, write_predictions  # torch: only for predict
 
-    records, skipped = predict_paths(args.run, args.paths, top_k=args.top_k, device=args.device,
-                                     calibrated=not args.uncalibrated)
+    records, skipped = predict_paths(
+        args.run, args.paths, top_k=args.top_k, device=args.device, calibrated=not args.uncalibrated
+    )
     if args.out:
         write_predictions(records, args.out)
     else:
@@ -187,10 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("plan", cmd_plan, "render plan: per generator and study class, images rendered and read, GPU-hours, GB")
     sp.add_argument("--out", help="CSV (default results/plan.csv)")
     sp.add_argument("--throughput-params", help="take each generator's `throughput` from this params file")
-    sp = add("fetch-models", cmd_fetch_models, "download every hub_models id at its pinned revision (present: verify only)")
+    sp = add(
+        "fetch-models", cmd_fetch_models, "download every hub_models id at its pinned revision (present: verify only)"
+    )
     sp.add_argument("--cache", help="hub cache (default models/hub)")
     sp.add_argument("--verify-only", action="store_true", help="never download: a missing or incomplete id is an error")
-    sp = add("build-replicas", cmd_build_replicas, "tiny random-weight replicas of the profile's hub pipelines in the hub cache")
+    sp = add(
+        "build-replicas",
+        cmd_build_replicas,
+        "tiny random-weight replicas of the profile's hub pipelines in the hub cache",
+    )
     sp.add_argument("--cache", help="hub cache (default models/hub)")
     sp.add_argument("--only", nargs="*", help="these hub ids only")
     add("prompts", cmd_prompts, "write one prompt set to Parquet", "source", "out")
@@ -214,13 +251,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--top-k", type=int, default=3)
     sp.add_argument("--out", help="preds.jsonl (one JSON object per image) or preds.csv; default: JSON lines on stdout")
     sp.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, ...")
-    sp.add_argument("--uncalibrated", action="store_true", help="raw softmax (temperature 1): the run's recorded probabilities")
+    sp.add_argument(
+        "--uncalibrated", action="store_true", help="raw softmax (temperature 1): the run's recorded probabilities"
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not args.verbose:
         # The tiny zoo's byte-level CLIP tokenizer turns every prompt into >77 tokens, and transformers
         # then prints each truncated batch in full (megabytes per job log): keep its errors only.

@@ -78,7 +78,9 @@ class Plan:
         elif spec["backend"] == "diffusers" and spec.get("model") and Path(spec["model"]).is_dir():
             # A user's local model directory: every file is an input, so edited weights re-render.
             inputs["weights"] = sorted(str(f) for f in Path(spec["model"]).rglob("*") if f.is_file())
-        if spec["backend"] == "folder" and (Path(spec["path"]).exists() or not spec["path"].startswith(f"{paths.EXTERNAL}/")):
+        if spec["backend"] == "folder" and (
+            Path(spec["path"]).exists() or not spec["path"].startswith(f"{paths.EXTERNAL}/")
+        ):
             # User data under data/external/ is checked when the job runs (clear error naming the folder),
             # so the paper DAG still dry-runs on a machine that does not hold it yet.
             inputs["folder"] = spec["path"]

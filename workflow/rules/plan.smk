@@ -6,9 +6,11 @@ localrules:
 rule plan:
     output:
         "results/plan.csv",
-    params:
-        settings=lambda wc: as_json({k: P[k] for k in ("generators", "hyperparameter_studies", "prompts", "split", "datasets", "delivery")}),
     log:
         f"{LOGS}/plan.log",
+    params:
+        settings=lambda wc: as_json(
+            {k: P[k] for k in ("generators", "hyperparameter_studies", "prompts", "split", "datasets", "delivery")}
+        ),
     shell:
         "attribench --config-json {CFG} plan --out {output} > {log} 2>&1"

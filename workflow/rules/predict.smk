@@ -6,11 +6,11 @@ rule predict_folder:
         images=lambda wc: config.get("predict_input", "data/predict_input"),
     output:
         "results/predict/{experiment}.jsonl",
-    threads: workflow.cores
-    conda:
-        ENV
     log:
         f"{LOGS}/predict/{{experiment}}.log",
+    conda:
+        ENV
+    threads: workflow.cores
     shell:
         "attribench --threads {threads} predict --run results/runs/{wildcards.experiment} --device cpu "
         "--out {output} {input.images} > {log} 2>&1 || [ $? -ge 100 ]"

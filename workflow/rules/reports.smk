@@ -24,21 +24,18 @@ for _name, _report in sorted(REPORTS.items()):
         input:
             unpack(lambda wc, name=_name: PLAN.report_inputs(name)),
         output:
-            **{
-                kind: report_output(_name, kind, path)
-                for kind, path in PLAN.report_outputs(_name).items()
-            },
+            **{kind: report_output(_name, kind, path) for kind, path in PLAN.report_outputs(_name).items()},
+        log:
+            f"{LOGS}/reports/{_name}.log",
+        conda:
+            ENV
+        threads: min(workflow.cores, os.cpu_count() or 1) if _report.gpu else 1
+        resources:
+            gpu=on_gpu() if _report.gpu else 0,
         params:
             # the name as a param, not in the shell string: Snakemake formats the shell command when the
             # job runs, after this loop has moved on
             name=_name,
             settings=lambda wc, name=_name: as_json(REPORTS[name].settings(P)),
-        threads: min(workflow.cores, os.cpu_count() or 1) if _report.gpu else 1
-        resources:
-            gpu=on_gpu() if _report.gpu else 0,
-        conda:
-            ENV
-        log:
-            f"{LOGS}/reports/{_name}.log",
         shell:
             "attribench --config-json {CFG} --threads {threads} report {params.name} > {log} 2>&1"

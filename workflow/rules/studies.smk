@@ -5,13 +5,13 @@ rule study_split:
         lambda wc: PLAN.study_delivered_shards(wc.study),
     output:
         f"{DATA}/studies/{{study}}/index.parquet",
-    params:
-        split=lambda wc: as_json(split_config(P, wc.study)),
+    log:
+        f"{LOGS}/studies/{{study}}/split.log",
     wildcard_constraints:
         study="|".join(sorted(studies(P))) or "^$",
     conda:
         ENV
-    log:
-        f"{LOGS}/studies/{{study}}/split.log",
+    params:
+        split=lambda wc: as_json(split_config(P, wc.study)),
     shell:
         "attribench --config-json {CFG} split --study {wildcards.study} --out {output} {input} > {log} 2>&1"

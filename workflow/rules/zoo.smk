@@ -6,11 +6,11 @@ rule build_zoo_model:
         unpack(lambda wc: PLAN.zoo_inputs(wc.name)),
     output:
         directory("models/zoo/{name}"),
-    params:
-        spec=lambda wc: as_json(P["zoo"][wc.name]),
-    conda:
-        ENV
     log:
         f"{LOGS}/zoo/{{name}}.log",
+    conda:
+        ENV
+    params:
+        spec=lambda wc: as_json(P["zoo"][wc.name]),
     shell:
         "attribench --config-json {CFG} build-zoo --name {wildcards.name} --out {output} > {log} 2>&1"

@@ -27,8 +27,11 @@ def diffusers_names() -> frozenset[str] | None:
     if spec is None or not spec.origin:
         return None
     tree = ast.parse(Path(spec.origin).read_text())
-    return frozenset(n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
-                     and n.value.isidentifier())
+    return frozenset(
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.isidentifier()
+    )
 
 
 def check_references(cfg: dict, study_generators: dict | None = None, declared: dict | None = None) -> None:

@@ -35,7 +35,9 @@ def resolve(raw: Mapping) -> dict:
     cfg = {k: v for k, v in raw.items() if k not in ("profiles", "rehearsal")}
     block = raw["profiles"][name]
     cfg = deep_merge(cfg, {k: v for k, v in block.items() if k != "rehearsal"})
-    if str(raw.get("rehearsal", False)).lower() == "true":  # (snakemake --config passes "true"); the profile's own entries at toy scale (attribench.core.rehearsal)
+    if (
+        str(raw.get("rehearsal", False)).lower() == "true"
+    ):  # (snakemake --config passes "true"); the profile's own entries at toy scale (attribench.core.rehearsal)
         cfg = rehearse(cfg, block.get("rehearsal"), name)
     cfg.setdefault("seed", 0)
     for key in ("zoo", "attributors", "datasets", "experiments", "tables", "hyperparameter_studies"):
@@ -48,8 +50,10 @@ def resolve(raw: Mapping) -> dict:
     for zname, z in cfg["zoo"].items():  # training stages (Table 3 checkpoints) continue an earlier stage
         prev = cfg["zoo"].get(z.get("resume_from"), {}) if z.get("resume_from") else None
         if prev is not None and prev.get("train_steps", 0) >= z.get("train_steps", 0):
-            raise ConfigError(f"params.yaml: zoo.{zname}.resume_from: '{z['resume_from']}' must be a zoo entry "
-                              "trained for fewer train_steps")
+            raise ConfigError(
+                f"params.yaml: zoo.{zname}.resume_from: '{z['resume_from']}' must be a zoo entry "
+                "trained for fewer train_steps"
+            )
     check_studies(cfg, schema)
     check_references(cfg, all_study_generators(cfg), declared)  # every name points at something that exists
     check_hub(cfg)
@@ -115,7 +119,9 @@ def _expand_heldout(cfg: dict) -> None:
     held = list(cfg.get("heldout_generators") or [])
     unknown = sorted(set(held) - set(cfg["generators"]))
     if unknown:
-        raise ConfigError(f"params.yaml: heldout_generators: {unknown} are not generators (known: {sorted(cfg['generators'])})")
+        raise ConfigError(
+            f"params.yaml: heldout_generators: {unknown} are not generators (known: {sorted(cfg['generators'])})"
+        )
     real = sorted(g for g, s in cfg["generators"].items() if s.get("source") == "real")
     for name, spec in cfg.get("datasets", {}).items():
         if "heldout" not in spec:

@@ -44,7 +44,10 @@ def study_classes(cfg: dict, name: str) -> dict[str, dict]:
     st = studies(cfg)[name]
     base = cfg["generators"][st["base"]]
     common = deep_merge(base, st.get("spec") or {})
-    return {class_name(name, lab): {**copy.deepcopy(common), st["vary"]: v} for lab, v in zip(class_labels(st), st["values"])}
+    return {
+        class_name(name, lab): {**copy.deepcopy(common), st["vary"]: v}
+        for lab, v in zip(class_labels(st), st["values"])
+    }
 
 
 def all_study_generators(cfg: dict) -> dict[str, dict]:
@@ -64,7 +67,9 @@ def generator_spec(cfg: dict, name: str) -> dict:
         if name in classes:
             return classes[name]
         raise KeyError(f"study '{study}' has no class '{name}' (classes: {sorted(classes)})")
-    raise KeyError(f"generator '{name}' is not in params.yaml (profile {cfg['profile']}); known: {sorted(cfg['generators'])}")
+    raise KeyError(
+        f"generator '{name}' is not in params.yaml (profile {cfg['profile']}); known: {sorted(cfg['generators'])}"
+    )
 
 
 def split_config(cfg: dict, name: str) -> dict:
@@ -81,10 +86,16 @@ def describe(cfg: dict, name: str) -> dict:
     st = studies(cfg)[name]
     base = cfg["generators"][st["base"]]
     return {
-        "name": name, "label": st.get("label", name), "base": st["base"], "vary": st["vary"],
+        "name": name,
+        "label": st.get("label", name),
+        "base": st["base"],
+        "vary": st["vary"],
         "architecture": st.get("architecture") or base.get("pipeline") or base["family"],
-        "values": list(st["values"]), "labels": class_labels(st), "classes": list(study_classes(cfg, name)),
-        "spec": st.get("spec") or {}, "split": split_config(cfg, name),
+        "values": list(st["values"]),
+        "labels": class_labels(st),
+        "classes": list(study_classes(cfg, name)),
+        "spec": st.get("spec") or {},
+        "split": split_config(cfg, name),
     }
 
 
@@ -98,7 +109,9 @@ def check(cfg: dict, schema: dict) -> None:
         if SEP in name:
             raise ConfigError(f"params.yaml: {where}: study names may not contain '{SEP}'")
         if st["base"] not in cfg["generators"]:
-            raise ConfigError(f"params.yaml: {where}.base: '{st['base']}' is not a generator (known: {sorted(cfg['generators'])})")
+            raise ConfigError(
+                f"params.yaml: {where}.base: '{st['base']}' is not a generator (known: {sorted(cfg['generators'])})"
+            )
         labels = class_labels(st)
         if st.get("labels") is not None and len(labels) != len(st["values"]):
             raise ConfigError(f"params.yaml: {where}.labels: {len(labels)} labels for {len(st['values'])} values")
@@ -108,4 +121,6 @@ def check(cfg: dict, schema: dict) -> None:
         for cls, spec in study_classes(cfg, name).items():
             validate(spec, gen_schema, source=f"params.yaml: {where} (class {cls})")
             if "fixed_seed" in spec and spec.get("images_per_prompt", 1) > 1:
-                raise ConfigError(f"params.yaml: {where}: fixed_seed with images_per_prompt > 1 renders identical copies")
+                raise ConfigError(
+                    f"params.yaml: {where}: fixed_seed with images_per_prompt > 1 renders identical copies"
+                )

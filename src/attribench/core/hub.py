@@ -77,13 +77,15 @@ def check(cfg: dict) -> None:
     missing = {m: w for m, w in referenced(cfg).items() if m not in pins}
     if missing:
         lines = [f"{m} (named by {', '.join(w)})" for m, w in sorted(missing.items())]
-        raise ConfigError(f"params.yaml (profile {cfg['profile']}): hub_models has no pinned revision for:\n  "
-                          + "\n  ".join(lines))
+        raise ConfigError(
+            f"params.yaml (profile {cfg['profile']}): hub_models has no pinned revision for:\n  " + "\n  ".join(lines)
+        )
     for model, pin in pins.items():
         rev = pin.get("revision")
         if rev is not None and not SHA.match(str(rev)):
-            raise ConfigError(f"params.yaml: hub_models.{model}.revision: '{rev}' is not a 40-hex commit id "
-                              "(branches and tags move)")
+            raise ConfigError(
+                f"params.yaml: hub_models.{model}.revision: '{rev}' is not a 40-hex commit id (branches and tags move)"
+            )
 
 
 def revision(cfg: dict, model: str) -> str | None:
@@ -95,8 +97,10 @@ def revision(cfg: dict, model: str) -> str | None:
         raise ConfigError(f"hub_models has no entry for '{model}'")
     rev = pins[model].get("revision")
     if rev is None:
-        raise ConfigError(f"hub_models.{model}.revision is not confirmed (null): put the commit id from "
-                          f"https://huggingface.co/{model}/commits/main into params.yaml before loading it")
+        raise ConfigError(
+            f"hub_models.{model}.revision is not confirmed (null): put the commit id from "
+            f"https://huggingface.co/{model}/commits/main into params.yaml before loading it"
+        )
     return rev
 
 
@@ -129,8 +133,11 @@ def fetch_models(cfg: dict, cache: str | Path, download: bool = True) -> list[st
     pins = cfg.get("hub_models") or {}
     unconfirmed = sorted(m for m, p in pins.items() if p.get("revision") is None)
     if unconfirmed:
-        raise ConfigError("hub_models: revision not confirmed (null) for:\n  " + "\n  ".join(unconfirmed)
-                          + "\nput each commit id (huggingface.co/<id>/commits/main) into params.yaml")
+        raise ConfigError(
+            "hub_models: revision not confirmed (null) for:\n  "
+            + "\n  ".join(unconfirmed)
+            + "\nput each commit id (huggingface.co/<id>/commits/main) into params.yaml"
+        )
     fetched = []
     for model, pin in sorted(pins.items()):
         snap = Path(cache) / f"models--{model.replace('/', '--')}" / "snapshots" / pin["revision"]

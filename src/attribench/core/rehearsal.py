@@ -11,8 +11,25 @@ from __future__ import annotations
 from attribench.core.schema import ConfigError, deep_merge
 
 SCALE_KEYS = {
-    "count", "counts", "train", "val", "test", "chunk_size", "max_prompts", "train_per_class", "queries_per_class",
-    "width", "height", "size", "epochs", "warmup_epochs", "batch_size", "device", "dtype", "shards", "expand_to",
+    "count",
+    "counts",
+    "train",
+    "val",
+    "test",
+    "chunk_size",
+    "max_prompts",
+    "train_per_class",
+    "queries_per_class",
+    "width",
+    "height",
+    "size",
+    "epochs",
+    "warmup_epochs",
+    "batch_size",
+    "device",
+    "dtype",
+    "shards",
+    "expand_to",
     "images_per_prompt",
 }
 
@@ -22,16 +39,21 @@ def _check(block: dict, base: dict, where: str) -> None:
         path = f"{where}.{key}"
         if isinstance(value, dict) and key not in SCALE_KEYS:
             if not isinstance(base.get(key), dict):
-                raise ConfigError(f"params.yaml: {path}: a rehearsal only rescales existing entries; '{key}' is not one")
+                raise ConfigError(
+                    f"params.yaml: {path}: a rehearsal only rescales existing entries; '{key}' is not one"
+                )
             _check(value, base[key], path)
         elif key not in SCALE_KEYS:
-            raise ConfigError(f"params.yaml: {path}: a rehearsal may change only scale ({', '.join(sorted(SCALE_KEYS))}), "
-                              f"not '{key}'")
+            raise ConfigError(
+                f"params.yaml: {path}: a rehearsal may change only scale ({', '.join(sorted(SCALE_KEYS))}), not '{key}'"
+            )
 
 
 def rehearse(cfg: dict, block: dict | None, profile: str) -> dict:
     if not block:
-        raise ConfigError(f"params.yaml: rehearsal=true needs a profiles.{profile}.rehearsal block (what to scale down)")
+        raise ConfigError(
+            f"params.yaml: rehearsal=true needs a profiles.{profile}.rehearsal block (what to scale down)"
+        )
     _check(block, cfg, f"profiles.{profile}.rehearsal")
     out = deep_merge(cfg, block)
     out["profile"] = f"{profile}-rehearsal"

@@ -42,5 +42,7 @@ def validate(cfg: Mapping, schema: Mapping | None = None, source: str = "params.
 def deep_merge(base: Mapping, over: Mapping) -> dict:
     out = copy.deepcopy(dict(base))
     for k, v in over.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else copy.deepcopy(v)
+        out[k] = (
+            deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else copy.deepcopy(v)
+        )
     return out

@@ -33,7 +33,12 @@ from attribench.training import calibration as cal
 from attribench.training import openset
 from attribench.training.loop import load_model, torch_settings
 
-PREDICT_JSON, OPENSET_FILE, RELIABILITY_PNG, CARD = "predict.json", "openset.safetensors", "reliability.png", "README.md"
+PREDICT_JSON, OPENSET_FILE, RELIABILITY_PNG, CARD = (
+    "predict.json",
+    "openset.safetensors",
+    "reliability.png",
+    "README.md",
+)
 DEFAULT_TPR = 0.95
 
 
@@ -62,8 +67,15 @@ def _labels(rows: pd.DataFrame, classes: list[str]) -> np.ndarray:
     return np.array([classes.index(c) for c in label_of(rows)], dtype=int)
 
 
-def write_inference_files(cfg: dict, spec: dict, run_dir: str | Path, run_index: pd.DataFrame,
-                          test_rows: pd.DataFrame, classes: list[str], metrics: dict) -> dict:
+def write_inference_files(
+    cfg: dict,
+    spec: dict,
+    run_dir: str | Path,
+    run_index: pd.DataFrame,
+    test_rows: pd.DataFrame,
+    classes: list[str],
+    metrics: dict,
+) -> dict:
     """Fit temperature + open-set statistics on the run's train / val rows (`run_index`, labelled)
     and write the files above. `test_rows`: the primary test set's rows of known classes."""
     run_dir = Path(run_dir)
@@ -84,19 +96,31 @@ def write_inference_files(cfg: dict, spec: dict, run_dir: str | Path, run_index:
         z_test, _ = forward_rows(cfg, spec, run_dir, test_rows.reset_index(drop=True))
         y_test = _labels(test_rows, classes)
         calib["test"] = _before_after(z_test, y_test, temperature)
-        cal.plot_reliability({"before": (openset.probabilities(z_test), y_test),
-                              f"after (T={temperature:.2f})": (openset.probabilities(z_test, temperature), y_test)},
-                             run_dir / RELIABILITY_PNG, f"{run_dir.name}: test reliability")
+        cal.plot_reliability(
+            {
+                "before": (openset.probabilities(z_test), y_test),
+                f"after (T={temperature:.2f})": (openset.probabilities(z_test, temperature), y_test),
+            },
+            run_dir / RELIABILITY_PNG,
+            f"{run_dir.name}: test reliability",
+        )
     model_meta = json.loads((run_dir / "model.json").read_text())
     card = {
-        "run": run_dir.name, "classes": classes, "delivery": cfg.get("delivery"),
-        "input_kind": model_meta.get("input_kind", "image"), "input_size": model_meta.get("input_size"),
+        "run": run_dir.name,
+        "classes": classes,
+        "delivery": cfg.get("delivery"),
+        "input_kind": model_meta.get("input_kind", "image"),
+        "input_size": model_meta.get("input_size"),
         "normalise": {"mean": IMAGENET_MEAN.flatten().tolist(), "std": IMAGENET_STD.flatten().tolist()},
-        "resize": "short side bicubic (antialias) + centre crop", "needs_text": bool(model_meta.get("text") or
-                                                                                       "text" in (model_meta.get("features") or {})),
+        "resize": "short side bicubic (antialias) + centre crop",
+        "needs_text": bool(model_meta.get("text") or "text" in (model_meta.get("features") or {})),
         "temperature": temperature,
-        "unknown": {"tpr": DEFAULT_TPR, "thresholds": thresholds,
-                    "decision_score": "mahalanobis" if stats is not None else "energy", "higher_is_unknown": True},
+        "unknown": {
+            "tpr": DEFAULT_TPR,
+            "thresholds": thresholds,
+            "decision_score": "mahalanobis" if stats is not None else "energy",
+            "higher_is_unknown": True,
+        },
         "calibration": calib,
     }
     with atomic_path(run_dir / PREDICT_JSON) as tmp:
@@ -106,44 +130,78 @@ def write_inference_files(cfg: dict, spec: dict, run_dir: str | Path, run_index:
 
 
 def _before_after(logits: np.ndarray, labels: np.ndarray, temperature: float) -> dict:
-    return {"before": cal.calibration_scores(openset.probabilities(logits), labels),
-            "after": cal.calibration_scores(openset.probabilities(logits, temperature), labels)}
+    return {
+        "before": cal.calibration_scores(openset.probabilities(logits), labels),
+        "after": cal.calibration_scores(openset.probabilities(logits, temperature), labels),
+    }
 
 
 def write_model_card(run_dir: Path, card: dict, metrics: dict, spec: dict) -> None:
     """results/runs/<name>/README.md: data, classes, recipe, metrics with CIs, calibration, limits."""
     tests = metrics.get("test", {})
-    lines = [f"# Model card: `{card['run']}`", "",
-             (f"- attributor: {metrics.get('attributor_label', spec['attributor_name'])} ({metrics.get('model', '?')}), "
-             f"profile `{metrics.get('profile', '?')}`"),
-             (f"- trained on dataset view `{spec['train']}`: {metrics.get('n_train', '?')} train / "
-             f"{metrics.get('n_val', '?')} val images; best epoch {metrics.get('best_epoch', '?')} of {metrics.get('epochs', '?')}"),
-             f"- classes ({len(card['classes'])}, chance {100 / len(card['classes']):.1f}%): {', '.join(card['classes'])}",
-             f"- input: {card['input_kind']}, {card['input_size']} px, {card['resize']}; delivery {json.dumps(card['delivery'])}",
-             f"- recipe: {json.dumps({k: v for k, v in spec['training'].items() if k in ('lr', 'weight_decay', 'batch_size', 'epochs', 'warmup_epochs', 'min_lr', 'augment', 'loss')})}",
-             "", "## Test metrics (95% bootstrap CI)", "", "| test set | n | accuracy | CI | macro F1 | real-vs-fake AP |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"# Model card: `{card['run']}`",
+        "",
+        (
+            f"- attributor: {metrics.get('attributor_label', spec['attributor_name'])} ({metrics.get('model', '?')}), "
+            f"profile `{metrics.get('profile', '?')}`"
+        ),
+        (
+            f"- trained on dataset view `{spec['train']}`: {metrics.get('n_train', '?')} train / "
+            f"{metrics.get('n_val', '?')} val images; best epoch {metrics.get('best_epoch', '?')} of {metrics.get('epochs', '?')}"
+        ),
+        f"- classes ({len(card['classes'])}, chance {100 / len(card['classes']):.1f}%): {', '.join(card['classes'])}",
+        f"- input: {card['input_kind']}, {card['input_size']} px, {card['resize']}; delivery {json.dumps(card['delivery'])}",
+        f"- recipe: {json.dumps({k: v for k, v in spec['training'].items() if k in ('lr', 'weight_decay', 'batch_size', 'epochs', 'warmup_epochs', 'min_lr', 'augment', 'loss')})}",
+        "",
+        "## Test metrics (95% bootstrap CI)",
+        "",
+        "| test set | n | accuracy | CI | macro F1 | real-vs-fake AP |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for t, b in tests.items():
         if "accuracy" in b:
             lo, hi = b["accuracy_ci95"]
-            lines.append(f"| {t} | {b['n']} | {100 * b['accuracy']:.1f}% | {100 * lo:.1f}-{100 * hi:.1f}% | "
-                         f"{b['macro_f1']:.3f} | {b.get('real_vs_fake_ap', float('nan')):.3f} |")
-    lines += ["", f"## Calibration (temperature T = {card['temperature']:.3f}, fit on validation)", "",
-              "| set | ECE before | ECE after | NLL before | NLL after | Brier before | Brier after |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
+            lines.append(
+                f"| {t} | {b['n']} | {100 * b['accuracy']:.1f}% | {100 * lo:.1f}-{100 * hi:.1f}% | "
+                f"{b['macro_f1']:.3f} | {b.get('real_vs_fake_ap', float('nan')):.3f} |"
+            )
+    lines += [
+        "",
+        f"## Calibration (temperature T = {card['temperature']:.3f}, fit on validation)",
+        "",
+        "| set | ECE before | ECE after | NLL before | NLL after | Brier before | Brier after |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for s, c in card["calibration"].items():
         b, a = c["before"], c["after"]
-        lines.append(f"| {s} | {b['ece']:.4f} | {a['ece']:.4f} | {b['nll']:.4f} | {a['nll']:.4f} | {b['brier']:.4f} | {a['brier']:.4f} |")
+        lines.append(
+            f"| {s} | {b['ece']:.4f} | {a['ece']:.4f} | {b['nll']:.4f} | {a['nll']:.4f} | {b['brier']:.4f} | {a['brier']:.4f} |"
+        )
     u = card["unknown"]
-    lines += ["", "![reliability](reliability.png)", "", "## Unknown generators", "",
-              (f"Decision score `{u['decision_score']}`; thresholds keep {100 * u['tpr']:.0f}% of known-class validation "
-              f"images: {json.dumps({k: round(v, 4) for k, v in u['thresholds'].items()})}."), "",
-              "## Known limits", "",
-              ("- A closed-set attributor: an image from a generator not in the classes gets one of them; "
-              "the unknown flag is a threshold, not a guarantee."),
-              ("- Numbers hold for images delivered like the training data (the delivery policy above); other "
-              "sizes and codecs are re-delivered before prediction, which cannot undo earlier compression."),
-              "- Validation images fit the temperature and thresholds: few images per class make them noisy."]
+    lines += [
+        "",
+        "![reliability](reliability.png)",
+        "",
+        "## Unknown generators",
+        "",
+        (
+            f"Decision score `{u['decision_score']}`; thresholds keep {100 * u['tpr']:.0f}% of known-class validation "
+            f"images: {json.dumps({k: round(v, 4) for k, v in u['thresholds'].items()})}."
+        ),
+        "",
+        "## Known limits",
+        "",
+        (
+            "- A closed-set attributor: an image from a generator not in the classes gets one of them; "
+            "the unknown flag is a threshold, not a guarantee."
+        ),
+        (
+            "- Numbers hold for images delivered like the training data (the delivery policy above); other "
+            "sizes and codecs are re-delivered before prediction, which cannot undo earlier compression."
+        ),
+        "- Validation images fit the temperature and thresholds: few images per class make them noisy.",
+    ]
     if metrics.get("profile") == "smoke":
         lines.append("- Smoke profile: tiny random-weight generators; the numbers prove code paths, not paper claims.")
     with atomic_path(run_dir / CARD) as tmp:

@@ -32,6 +32,7 @@ from attribench.experiments.inference import OPENSET_FILE, PREDICT_JSON
 from attribench.training import openset
 from attribench.training.loop import load_model, torch_settings
 
+
 class BadImage(ValueError):
     """An input that cannot be predicted; `reason` is one of: zero-byte, not an image, truncated,
     decompression bomb, unreadable."""
@@ -95,8 +96,10 @@ class Predictor:
         self.run_dir = Path(self.run_dir)
         card_path = self.run_dir / PREDICT_JSON
         if not card_path.exists():
-            raise FileNotFoundError(f"{card_path} is missing: the run predates calibration; retrain it "
-                                    "(`attribench train`) to make it self-contained")
+            raise FileNotFoundError(
+                f"{card_path} is missing: the run predates calibration; retrain it "
+                "(`attribench train`) to make it self-contained"
+            )
         self.card = json.loads(card_path.read_text())
         if self.card.get("needs_text"):
             raise ValueError(f"{self.run_dir} was trained with prompt embeddings: `predict` takes images only")
@@ -116,9 +119,14 @@ class Predictor:
                 x, prepare = x.reshape(len(blobs), self.meta["input_dim"]), (lambda v: v.float())
             else:
                 size = self.meta["input_size"]
-                x = torch.stack([resize_crop(b, size) for b in blobs]) if blobs else torch.empty((0, 3, size, size), dtype=torch.uint8)
-            return openset.logits_and_features(self.model, x, self.meta["eval_batch_size"], len(self.classes),
-                                               prepare, self.device)
+                x = (
+                    torch.stack([resize_crop(b, size) for b in blobs])
+                    if blobs
+                    else torch.empty((0, 3, size, size), dtype=torch.uint8)
+                )
+            return openset.logits_and_features(
+                self.model, x, self.meta["eval_batch_size"], len(self.classes), prepare, self.device
+            )
 
     def answer(self, blobs: Sequence[bytes], top_k: int = 3, calibrated: bool = True) -> list[dict]:
         z, f = self.logits(blobs)
@@ -129,8 +137,14 @@ class Predictor:
         out = []
         for p, s in zip(probs, score):
             order = np.argsort(-p, kind="stable")[:top_k]
-            out.append({"top_k": [{"class": self.classes[i], "p": float(p[i])} for i in order],
-                        "unknown": bool(s > unknown["thresholds"][name]), "unknown_score": float(s), "score": name})
+            out.append(
+                {
+                    "top_k": [{"class": self.classes[i], "p": float(p[i])} for i in order],
+                    "unknown": bool(s > unknown["thresholds"][name]),
+                    "unknown_score": float(s),
+                    "score": name,
+                }
+            )
         return out
 
 
@@ -143,7 +157,11 @@ def expand_inputs(items: Iterable[str]) -> list[Path]:
             raise FileNotFoundError(f"{item}: no such file, folder or glob match")
         for m in matches:
             if m.is_dir():
-                found += sorted(p for p in m.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(m).parts))
+                found += sorted(
+                    p
+                    for p in m.rglob("*")
+                    if p.is_file() and not any(s.startswith(".") for s in p.relative_to(m).parts)
+                )
             elif m.exists():
                 found.append(m)
             else:
@@ -165,8 +183,14 @@ def resolve_device(device: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 
-def predict_paths(run: str | Path, inputs: Iterable[str], top_k: int = 3, device: str = "cpu",
-                  batch: int = 64, calibrated: bool = True) -> tuple[list[dict], list[dict]]:
+def predict_paths(
+    run: str | Path,
+    inputs: Iterable[str],
+    top_k: int = 3,
+    device: str = "cpu",
+    batch: int = 64,
+    calibrated: bool = True,
+) -> tuple[list[dict], list[dict]]:
     """(one record per predicted image, one {path, reason} per skipped file)."""
     from tqdm.auto import tqdm  # only the CLI path shows progress
 

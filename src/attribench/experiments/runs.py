@@ -47,13 +47,20 @@ from attribench.experiments.specs import (  # noqa: F401  (re-exported)
     is_image_text_model,
 )
 
+
 def metrics_block(y_true, y_pred, classes, seed) -> dict:
     m = classification_metrics(y_true, y_pred, classes)
     lo, hi = bootstrap_ci(y_true, y_pred, seed=seed)
-    return {"accuracy": m["accuracy"], "accuracy_ci95": [lo, hi], "macro_precision": m["macro_precision"],
-            "macro_recall": m["macro_recall"], "macro_f1": m["macro_f1"],
-            "per_class_accuracy": m["per_class_accuracy"], "confusion_matrix": m["confusion_matrix"],
-            "n": int(len(y_true))}
+    return {
+        "accuracy": m["accuracy"],
+        "accuracy_ci95": [lo, hi],
+        "macro_precision": m["macro_precision"],
+        "macro_recall": m["macro_recall"],
+        "macro_f1": m["macro_f1"],
+        "per_class_accuracy": m["per_class_accuracy"],
+        "confusion_matrix": m["confusion_matrix"],
+        "n": int(len(y_true)),
+    }
 
 
 def real_vs_fake(rows: pd.DataFrame, probs: np.ndarray, classes: list[str], real_classes: list[str]) -> dict:
@@ -61,21 +68,32 @@ def real_vs_fake(rows: pd.DataFrame, probs: np.ndarray, classes: list[str], real
     (the metric of Ju et al. and DeepFeatureX), accuracy at the argmax decision."""
     from sklearn.metrics import average_precision_score
 
-    is_fake = (rows["source"] != "real").to_numpy() if "source" in rows else ~rows["generator"].isin(real_classes).to_numpy()
+    is_fake = (
+        (rows["source"] != "real").to_numpy() if "source" in rows else ~rows["generator"].isin(real_classes).to_numpy()
+    )
     p_real = probs[:, [classes.index(c) for c in real_classes]].sum(1)
     if is_fake.all() or not is_fake.any():
         return {}
     pred_fake = ~np.isin(np.asarray(classes)[probs.argmax(1)], real_classes)
-    return {"real_vs_fake_ap": float(average_precision_score(is_fake, 1.0 - p_real)),
-            "real_vs_fake_accuracy": float((pred_fake == is_fake).mean()), "n_fake": int(is_fake.sum()),
-            "n_real": int((~is_fake).sum())}
+    return {
+        "real_vs_fake_ap": float(average_precision_score(is_fake, 1.0 - p_real)),
+        "real_vs_fake_accuracy": float((pred_fake == is_fake).mean()),
+        "n_fake": int(is_fake.sum()),
+        "n_real": int((~is_fake).sum()),
+    }
 
 
 def _write_test_outputs(out_dir: Path, test: str, classes, rows: pd.DataFrame, known: np.ndarray, probs) -> None:
     labels = np.asarray(classes, dtype=object)
     y_pred = probs.argmax(1)
-    preds = pd.DataFrame({"image_id": rows["image_id"].to_numpy(), "test_set": test, "true_label": label_of(rows).to_numpy(),
-                          "pred_label": labels[y_pred]})
+    preds = pd.DataFrame(
+        {
+            "image_id": rows["image_id"].to_numpy(),
+            "test_set": test,
+            "true_label": label_of(rows).to_numpy(),
+            "pred_label": labels[y_pred],
+        }
+    )
     if "label" in rows.columns:  # a view with `labels`: the generator behind each label, for per-generator metrics
         preds.insert(1, "generator", rows["generator"].to_numpy())
     if "source" in rows:
@@ -104,7 +122,6 @@ def predict_rows(cfg: dict, spec: dict, run_dir: str | Path, rows: pd.DataFrame)
     whatever the attributor eats: images, cached feature vectors, or images + prompt embedding."""
     import torch
 
-
     features = spec["attributor"].get("features")
     device = spec["training"].get("device", "cpu")
     vectors = stacked = None
@@ -120,8 +137,9 @@ def predict_rows(cfg: dict, spec: dict, run_dir: str | Path, rows: pd.DataFrame)
     return predict(run_dir, [images[i] for i in rows["image_id"]], device, **extra)
 
 
-def predict_streamed(run_dir: str | Path, rows: pd.DataFrame, cache: Path, device: str = "cpu",
-                     text=None) -> np.ndarray:
+def predict_streamed(
+    run_dir: str | Path, rows: pd.DataFrame, cache: Path, device: str = "cpu", text=None
+) -> np.ndarray:
     """`predict` for an image run, its images read from a pixel file at its input size (pixelcache.py);
     the same probabilities as decoding them all in memory."""
     from attribench.data.imagedata import resize_crop  # torch: not at DAG-build time
@@ -141,7 +159,9 @@ def _labelled(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(generator=df["label"]) if "label" in df.columns else df
 
 
-def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | Path, threads: int | None = None) -> dict:
+def run_experiment(
+    cfg: dict, name: str, index_path: str | Path, out_dir: str | Path, threads: int | None = None
+) -> dict:
 
     spec = experiment_spec(cfg, name)
     out_dir = Path(out_dir)
@@ -152,24 +172,33 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
     classes = sorted(label_of(train_ds).unique())
     for t, ds in tests.items():
         if ("label" in ds.columns) != ("label" in train_ds.columns):
-            raise ValueError(f"experiments.{name}: train view '{spec['train']}' and test view '{t}' must both "
-                             "have `labels` or both not (their classes would not match)")
+            raise ValueError(
+                f"experiments.{name}: train view '{spec['train']}' and test view '{t}' must both "
+                "have `labels` or both not (their classes would not match)"
+            )
     primary = spec["test"][0]
     primary_test = tests[primary][tests[primary]["split"] == "test"]
-    run_index = pd.concat([_labelled(train_ds[train_ds["split"] != "test"]),
-                           _labelled(primary_test[label_of(primary_test).isin(classes)])])
+    run_index = pd.concat(
+        [
+            _labelled(train_ds[train_ds["split"] != "test"]),
+            _labelled(primary_test[label_of(primary_test).isin(classes)]),
+        ]
+    )
     # Test sets may hold classes the run never saw (held-out generators): they get predictions and
     # count in real-vs-fake AP, while accuracy and the confusion matrix cover the known classes.
     test_rows = {t: ds[ds["split"] == "test"] for t, ds in tests.items()}
     real_classes = sorted(set(label_of(train_ds)[train_ds["source"] == "real"])) if "source" in train_ds else []
     if spec.get("transform"):
-
         everything = pd.concat([run_index, *test_rows.values()])
         view = derived_view(cfg, everything, spec["transform"]).drop_duplicates("parent_id").set_index("parent_id")
 
         def swap(rows: pd.DataFrame) -> pd.DataFrame:
             d = view.loc[rows["image_id"], ["image_id", "shard", "transform"]].reset_index()
-            return rows.drop(columns=["image_id", "shard", "parent_id", "transform"], errors="ignore").reset_index(drop=True).join(d)
+            return (
+                rows.drop(columns=["image_id", "shard", "parent_id", "transform"], errors="ignore")
+                .reset_index(drop=True)
+                .join(d)
+            )
 
         run_index = swap(run_index)
         test_rows = {t: swap(rows) for t, rows in test_rows.items()}
@@ -195,8 +224,11 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
     training.pop("num_threads", None)
     input_size = training.pop("input_size")
     run_spec = {
-        "attributor": spec["attributor"]["kind"], "attributor_spec": model_kwargs_for_size(attributor_spec, input_size),
-        "input_size": input_size, "classes": classes, **training,
+        "attributor": spec["attributor"]["kind"],
+        "attributor_spec": model_kwargs_for_size(attributor_spec, input_size),
+        "input_size": input_size,
+        "classes": classes,
+        **training,
     }
     if text_inputs is not None:
         run_spec["text_spec"] = features["text"]  # lets `predict(prompts=...)` re-embed new prompts
@@ -224,15 +256,28 @@ def run_experiment(cfg: dict, name: str, index_path: str | Path, out_dir: str | 
         _write_test_outputs(out_dir, test, classes, rows, known, probs)
 
     metrics = {
-        "experiment": name, "profile": cfg["profile"], "attributor": spec["attributor_name"],
+        "experiment": name,
+        "profile": cfg["profile"],
+        "attributor": spec["attributor_name"],
         "attributor_label": spec["attributor"].get("label", spec["attributor_name"]),
-        "model": describe_model(spec["attributor"]), "uses_text": uses_text(spec["attributor"]),
-        "input_size": next((v["input_size"] for v in (features or {}).values() if "input_size" in v), run_spec["input_size"]),
-        "train_dataset": spec["train"], "transform": spec.get("transform"), "classes": classes, "n_classes": len(classes),
-        "chance": 1.0 / len(classes), "n_train": summary["n_train"], "n_val": summary["n_val"],
-        "best_epoch": summary["best_epoch"], "best_val_accuracy": summary["best_val_accuracy"],
-        "epochs": summary["epochs"], "train_seconds": summary["train_seconds"],
-        "train_images_per_second": summary["train_images_per_second"], "n_parameters": summary["n_parameters"],
+        "model": describe_model(spec["attributor"]),
+        "uses_text": uses_text(spec["attributor"]),
+        "input_size": next(
+            (v["input_size"] for v in (features or {}).values() if "input_size" in v), run_spec["input_size"]
+        ),
+        "train_dataset": spec["train"],
+        "transform": spec.get("transform"),
+        "classes": classes,
+        "n_classes": len(classes),
+        "chance": 1.0 / len(classes),
+        "n_train": summary["n_train"],
+        "n_val": summary["n_val"],
+        "best_epoch": summary["best_epoch"],
+        "best_val_accuracy": summary["best_val_accuracy"],
+        "epochs": summary["epochs"],
+        "train_seconds": summary["train_seconds"],
+        "train_images_per_second": summary["train_images_per_second"],
+        "n_parameters": summary["n_parameters"],
         **(summary.get("extra") or {}),
         "test": blocks,
     }

@@ -40,8 +40,11 @@ def resolve_runs(attributor_spec: dict) -> dict:
         if key.endswith("_run"):
             out[key] = str(RUNS / value)
         elif key.endswith("_runs"):
-            out[key] = ({k: str(RUNS / v) for k, v in value.items()} if isinstance(value, dict)
-                        else [str(RUNS / v) for v in value])
+            out[key] = (
+                {k: str(RUNS / v) for k, v in value.items()}
+                if isinstance(value, dict)
+                else [str(RUNS / v) for v in value]
+            )
     return out
 
 
@@ -63,8 +66,13 @@ def experiment_spec(cfg: dict, name: str) -> dict:
         if ds not in cfg["datasets"]:
             raise KeyError(f"experiments.{name}: dataset '{ds}' is not in datasets")
     spec = {
-        "name": name, "attributor_name": att_name, "attributor": attributor, "training": training,
-        "train": exp["train"], "test": tests, "datasets": {d: cfg["datasets"][d] for d in {exp["train"], *tests}},
+        "name": name,
+        "attributor_name": att_name,
+        "attributor": attributor,
+        "training": training,
+        "train": exp["train"],
+        "test": tests,
+        "datasets": {d: cfg["datasets"][d] for d in {exp["train"], *tests}},
         "seed": cfg["split"]["seed"],
     }
     if exp.get("transform"):  # train and test on transformed images (Fig. 6 / 7 / 15 studies)
@@ -83,8 +91,10 @@ def experiment_spec(cfg: dict, name: str) -> dict:
 
 
 def transform_status(cfg: dict, name: str) -> str:
-    """"ok", or why an experiment's transform cannot run here ("needs weights" / "not available")."""
-    from attribench.transforms import availability  # loads every transform plugin (torch): only for runs with a transform
+    """ "ok", or why an experiment's transform cannot run here ("needs weights" / "not available")."""
+    from attribench.transforms import (
+        availability,
+    )  # loads every transform plugin (torch): only for runs with a transform
 
     transform = experiment_spec(cfg, name).get("transform")
     return availability(transform) if transform else "ok"

@@ -18,6 +18,7 @@ from attribench.data.views import GROUPS, base_model_subsets  # noqa: F401  (the
 from attribench.models.attributors.registry import register
 from attribench.training.hooks import register_loss
 
+
 class DeepFeatureX(torch.nn.Module):
     """Sec. 4.2 / Fig. 1(b): phi(I) = phi_DM(I) (+) phi_GAN(I) (+) phi_REAL(I), stacked as a
     3-channel (B, 3, feature_dim) tensor -> five Conv1d (kernels 7, 5, 3, 3, 3; stride 1, padding 1)
@@ -27,8 +28,13 @@ class DeepFeatureX(torch.nn.Module):
 
     KERNELS = (7, 5, 3, 3, 3)
 
-    def __init__(self, base_models: Sequence[torch.nn.Module], feature_dim: int, num_classes: int,
-                 channels: Sequence[int] = (32, 64, 128, 128, 128)):
+    def __init__(
+        self,
+        base_models: Sequence[torch.nn.Module],
+        feature_dim: int,
+        num_classes: int,
+        channels: Sequence[int] = (32, 64, 128, 128, 128),
+    ):
         super().__init__()
         if len(base_models) != 3 or len(channels) != len(self.KERNELS):
             raise ValueError("DeepFeatureX takes 3 base models and 5 channel widths")
@@ -41,8 +47,9 @@ class DeepFeatureX(torch.nn.Module):
             c_in = c
         if feature_dim - sum(k - 3 for k in self.KERNELS) < 1:
             raise ValueError(f"feature_dim {feature_dim} is too short for kernels {self.KERNELS} with padding 1")
-        self.head = torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool1d(1), torch.nn.Flatten(),
-                                        torch.nn.Linear(c_in, num_classes))
+        self.head = torch.nn.Sequential(
+            *layers, torch.nn.AdaptiveAvgPool1d(1), torch.nn.Flatten(), torch.nn.Linear(c_in, num_classes)
+        )
         self.feature_dim = feature_dim
         self.bases.eval()
 

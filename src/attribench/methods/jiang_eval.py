@@ -34,8 +34,26 @@ from attribench.data.shards import load_images
 from attribench.data.shards import decode
 from attribench.data.delivery import deliver_image
 
-COLUMNS = ["encoder", "backbone", "dataset", "mode", "generator_a", "generator_b", "TP", "FP", "FN", "TN",
-           "recall", "precision", "F1", "accuracy", "AUC", "n_pairs", "threshold", "profile"]
+COLUMNS = [
+    "encoder",
+    "backbone",
+    "dataset",
+    "mode",
+    "generator_a",
+    "generator_b",
+    "TP",
+    "FP",
+    "FN",
+    "TN",
+    "recall",
+    "precision",
+    "F1",
+    "accuracy",
+    "AUC",
+    "n_pairs",
+    "threshold",
+    "profile",
+]
 
 # ---------------------------------------------------------------------- captioners ----
 # Fig. 1's I2T step: caption(row, image bytes) -> text. `prompt` uses the recorded prompt (the
@@ -53,9 +71,10 @@ def _transformers_captioner(spec: dict) -> Callable[[dict, bytes], str | None]:
     """spec: model (a local image-to-text model directory, e.g. BLIP), max_new_tokens (30)."""
     from transformers import pipeline
 
-
     pipe = pipeline("image-to-text", model=spec["model"])
-    return lambda row, image: pipe(decode(image), max_new_tokens=int(spec.get("max_new_tokens", 30)))[0]["generated_text"]
+    return lambda row, image: pipe(decode(image), max_new_tokens=int(spec.get("max_new_tokens", 30)))[0][
+        "generated_text"
+    ]
 
 
 def captioner_for(spec: dict | None) -> Callable[[dict, bytes], str]:
@@ -74,6 +93,7 @@ def captioner_for(spec: dict | None) -> Callable[[dict, bytes], str]:
 
 
 # ------------------------------------------------------------------------ metrics ----
+
 
 def pair_rows(gen_a, gen_b, scores, threshold: float, classes) -> list[dict]:
     """Table II rows from scored records (generator of side a, generator of side b, score): one per
@@ -95,12 +115,23 @@ def pair_rows(gen_a, gen_b, scores, threshold: float, classes) -> list[dict]:
 
 def _row(scores, same, threshold) -> dict:
     m = pair_metrics(scores, same, threshold)
-    return {"TP": m["TP"], "FP": m["FP"], "FN": m["FN"], "TN": m["TN"], "recall": m["recall"],
-            "precision": m["precision"], "F1": m["f1"], "accuracy": m["accuracy"], "AUC": m["auc"],
-            "n_pairs": int(len(scores)), "threshold": threshold}
+    return {
+        "TP": m["TP"],
+        "FP": m["FP"],
+        "FN": m["FN"],
+        "TN": m["TN"],
+        "recall": m["recall"],
+        "precision": m["precision"],
+        "F1": m["f1"],
+        "accuracy": m["accuracy"],
+        "AUC": m["auc"],
+        "n_pairs": int(len(scores)),
+        "threshold": threshold,
+    }
 
 
 # ---------------------------------------------------------------------- the table ----
+
 
 def _sample_queries(test: pd.DataFrame, per_class: int, seed: int) -> pd.DataFrame:
     picks = []
@@ -128,8 +159,15 @@ class _References:
         return self.cache[key]
 
 
-def evaluate_encoder(cfg: dict, index: pd.DataFrame, encoder: str, dataset: str, references: _References | None,
-                     runs: Path = RUNS, device: str = "cpu") -> list[dict]:
+def evaluate_encoder(
+    cfg: dict,
+    index: pd.DataFrame,
+    encoder: str,
+    dataset: str,
+    references: _References | None,
+    runs: Path = RUNS,
+    device: str = "cpu",
+) -> list[dict]:
     """Table II rows (both modes) for one encoder run on one dataset view's test split."""
     model, meta = load_encoder(runs / encoder)
     model = model.to(device)
@@ -155,18 +193,22 @@ def evaluate_encoder(cfg: dict, index: pd.DataFrame, encoder: str, dataset: str,
             for q in queries.to_dict("records"):
                 text = caption(q, images[q["image_id"]])
                 for s in suspects:
-                    res = verify_by_regeneration(images[q["image_id"]], text, lambda c, s=s: references(s, c),
-                                                 model, threshold, input_size=size)
+                    res = verify_by_regeneration(
+                        images[q["image_id"]], text, lambda c, s=s: references(s, c), model, threshold, input_size=size
+                    )
                     records.append((q["generator"], s, res["score"]))
                     bar.update()
         qa, qs, sc = (list(x) for x in zip(*records))
-        out += [{"mode": "regenerate", **r} for r in pair_rows(qa, qs, sc, threshold, sorted(set(classes) | set(suspects)))]
+        out += [
+            {"mode": "regenerate", **r} for r in pair_rows(qa, qs, sc, threshold, sorted(set(classes) | set(suspects)))
+        ]
     backbone = meta["attributor_spec"].get("model") or meta["attributor_spec"].get("backbone")
     return [{"encoder": encoder, "backbone": backbone, "dataset": dataset, "profile": cfg["profile"], **r} for r in out]
 
 
-def write_jiang_pairs(cfg: dict, index_path: str | Path, csv_out: str | Path, png_out: str | Path,
-                      runs: Path = RUNS) -> pd.DataFrame:
+def write_jiang_pairs(
+    cfg: dict, index_path: str | Path, csv_out: str | Path, png_out: str | Path, runs: Path = RUNS
+) -> pd.DataFrame:
     spec = cfg.get("jiang_pairs")
     if not spec:
         raise KeyError("params has no jiang_pairs block (evaluations: [{encoder, dataset}])")
@@ -205,13 +247,23 @@ def plot_auc(df: pd.DataFrame, path: str | Path) -> Path:
         ax.set_xticks(range(len(gens)), gens, rotation=45, ha="right", fontsize=7)
         ax.set_yticks(range(len(gens)), gens, fontsize=7)
         overall = df[(df.encoder == enc) & (df.dataset == ds) & (df["mode"] == mode) & (df.generator_a == "all")]["AUC"]
-        ax.set_title(f"{enc} / {ds} / {mode}\nAUC all pairs {overall.iloc[0]:.3f}" if len(overall) else f"{enc} / {ds} / {mode}", fontsize=9)
+        ax.set_title(
+            f"{enc} / {ds} / {mode}\nAUC all pairs {overall.iloc[0]:.3f}" if len(overall) else f"{enc} / {ds} / {mode}",
+            fontsize=9,
+        )
         for a in range(len(gens)):
             for b in range(len(gens)):
                 if np.isfinite(mat[a, b]):
-                    ax.text(b, a, f"{mat[a, b]:.2f}", ha="center", va="center", fontsize=6,
-                            color="white" if mat[a, b] < 0.75 else "black")
-    for ax in axes[len(panels):]:
+                    ax.text(
+                        b,
+                        a,
+                        f"{mat[a, b]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if mat[a, b] < 0.75 else "black",
+                    )
+    for ax in axes[len(panels) :]:
         ax.axis("off")
     fig.tight_layout()
     with atomic_path(path) as tmp:

@@ -40,8 +40,13 @@ def _distance(emb: torch.Tensor) -> torch.Tensor:
     return sq.clamp_min(1e-12).sqrt()
 
 
-def supcon_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1,
-                groups: torch.Tensor | None = None, contrast: str = "different_source") -> torch.Tensor:
+def supcon_loss(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 0.1,
+    groups: torch.Tensor | None = None,
+    contrast: str = "different_source",
+) -> torch.Tensor:
     """Eq. 1 of sec. III-C, as printed:
 
         L = 1/|I| sum_i 1/|P(i)| sum_{p in P(i)} log( exp(d(F_i,F_p)/tau) / sum_{a in A(i)} exp(d(F_i,F_a)/tau) )
@@ -80,8 +85,13 @@ class SiameseEncoder(torch.nn.Module):
     timm name (built from scratch, pretrained=False), a {"model", "model_kwargs"} spec, or any module
     mapping images to (B, feature_dim) (then pass feature_dim)."""
 
-    def __init__(self, backbone: str | dict | torch.nn.Module = "hrnet_w18_small", embed_dim: int = 128,
-                 feature_dim: int | None = None, input_size: int = 224):
+    def __init__(
+        self,
+        backbone: str | dict | torch.nn.Module = "hrnet_w18_small",
+        embed_dim: int = 128,
+        feature_dim: int | None = None,
+        input_size: int = 224,
+    ):
         super().__init__()
         if isinstance(backbone, torch.nn.Module):
             self.backbone = backbone
@@ -97,8 +107,9 @@ class SiameseEncoder(torch.nn.Module):
             # head_hidden_size: the pooled width where a model has a pre-logits layer (LCNet, MobileNetV3).
             feature_dim = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
         # Two-layer projection head as in the SupCon recipe the paper adopts (its ref. [30]).
-        self.head = torch.nn.Sequential(torch.nn.Linear(feature_dim, feature_dim), torch.nn.ReLU(),
-                                        torch.nn.Linear(feature_dim, embed_dim))
+        self.head = torch.nn.Sequential(
+            torch.nn.Linear(feature_dim, feature_dim), torch.nn.ReLU(), torch.nn.Linear(feature_dim, embed_dim)
+        )
         self.input_size = input_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,8 +127,9 @@ def same_generator(score: torch.Tensor | float, threshold: float) -> torch.Tenso
     return score >= threshold
 
 
-def make_prompt_groups(index_df: pd.DataFrame, groups_per_batch: int = 1, min_sources: int = 2,
-                       seed: int = 0) -> list[pd.DataFrame]:
+def make_prompt_groups(
+    index_df: pd.DataFrame, groups_per_batch: int = 1, min_sources: int = 2, seed: int = 0
+) -> list[pd.DataFrame]:
     """Training batches of whole prompt groups (sec. IV-A: each prompt rendered by every generator,
     several images each, so Eq. 1's I is one prompt). Rows without a prompt are dropped, and so are
     prompts seen by fewer than `min_sources` generators (no A(i): nothing to contrast). Group order
@@ -127,8 +139,10 @@ def make_prompt_groups(index_df: pd.DataFrame, groups_per_batch: int = 1, min_so
     prompts = np.array(sorted(keep[keep >= min_sources].index))
     prompts = prompts[np.random.default_rng(seed).permutation(len(prompts))]
     by_prompt = dict(tuple(df.groupby("prompt_id", sort=False)))
-    return [pd.concat([by_prompt[p] for p in prompts[s : s + groups_per_batch]], ignore_index=True)
-            for s in range(0, len(prompts), groups_per_batch)]
+    return [
+        pd.concat([by_prompt[p] for p in prompts[s : s + groups_per_batch]], ignore_index=True)
+        for s in range(0, len(prompts), groups_per_batch)
+    ]
 
 
 def pair_metrics(scores, same, threshold: float) -> dict:
@@ -142,13 +156,28 @@ def pair_metrics(scores, same, threshold: float) -> dict:
     precision = tp / (tp + fp) if tp + fp else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     auc = float(roc_auc_score(same, scores)) if 0 < same.sum() < len(same) else float("nan")
-    return {"TP": tp, "FP": fp, "FN": fn, "TN": tn, "recall": recall, "precision": precision,
-            "f1": f1, "accuracy": (tp + tn) / max(1, len(same)), "auc": auc}
+    return {
+        "TP": tp,
+        "FP": fp,
+        "FN": fn,
+        "TN": tn,
+        "recall": recall,
+        "precision": precision,
+        "f1": f1,
+        "accuracy": (tp + tn) / max(1, len(same)),
+        "auc": auc,
+    }
 
 
 @torch.no_grad()
-def verify_by_regeneration(query_bytes: bytes, caption: str, suspect_render_fn: Callable[[str], bytes],
-                           encoder: torch.nn.Module, threshold: float, input_size: int | None = None) -> dict:
+def verify_by_regeneration(
+    query_bytes: bytes,
+    caption: str,
+    suspect_render_fn: Callable[[str], bytes],
+    encoder: torch.nn.Module,
+    threshold: float,
+    input_size: int | None = None,
+) -> dict:
     """Fig. 1: render a reference from the caption with the suspect generator, embed query and
     reference with the siamese encoder, and call them same-source when the similarity reaches the
     threshold ("innocent until proven guilty": a low score is a negative)."""
@@ -157,7 +186,9 @@ def verify_by_regeneration(query_bytes: bytes, caption: str, suspect_render_fn: 
     x = normalise(torch.stack([resize_crop(query_bytes, size), resize_crop(reference, size)]))
     was_training = encoder.training
     encoder.eval()
-    emb = encoder.embed(x) if hasattr(encoder, "embed") else encoder(x)  # JiangSiamese: the embedding, not its N-way logits
+    emb = (
+        encoder.embed(x) if hasattr(encoder, "embed") else encoder(x)
+    )  # JiangSiamese: the embedding, not its N-way logits
     encoder.train(was_training)
     score = float(same_generator_score(emb[0:1], emb[1:2])[0])
     return {"score": score, "same_generator": bool(score >= threshold), "reference": reference}
@@ -174,8 +205,14 @@ def backend_renderer(cfg: dict, generator: str, image_index: int = 0) -> Callabl
         if "model" not in state:
             state["model"] = backend.load(spec, spec.get("device", cfg.get("device", "cpu")))
         pid = "verify:" + hashlib.sha256(caption.encode()).hexdigest()[:16]
-        item = RenderItem(key=f"{pid}:{image_index}", prompt=caption, prompt_id=pid, prompt_source="verify",
-                          image_index=image_index, seed=image_seed(cfg["seed"], generator, pid, image_index))
+        item = RenderItem(
+            key=f"{pid}:{image_index}",
+            prompt=caption,
+            prompt_id=pid,
+            prompt_source="verify",
+            image_index=image_index,
+            seed=image_seed(cfg["seed"], generator, pid, image_index),
+        )
         (row,) = backend.render(state["model"], generator, spec, [item])
         return row["image"]
 
@@ -228,7 +265,9 @@ def build_jiang_siamese(spec: dict, num_classes: int) -> JiangSiamese:
     keys (prompts_per_batch, loss_groups, contrast) are read by the supcon trainer."""
     embed_dim = int(spec.get("embed_dim", 128))
     if ("model" in spec) == ("backbone" in spec):
-        raise ValueError("jiang_siamese spec needs exactly one of `model` (timm, from scratch) or `backbone` (pretrained)")
+        raise ValueError(
+            "jiang_siamese spec needs exactly one of `model` (timm, from scratch) or `backbone` (pretrained)"
+        )
     if "model" in spec:
         encoder = SiameseEncoder({"model": spec["model"], "model_kwargs": spec.get("model_kwargs")}, embed_dim)
     else:

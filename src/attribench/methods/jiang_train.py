@@ -40,14 +40,26 @@ from attribench.training.fit import Hooks, fit
 from attribench.training.loop import _param_groups, checkpoint_dir, run_key, run_log, write_summary
 from attribench.training.trainers import register_trainer
 
-DEFAULTS = {"lr": 1e-4, "weight_decay": 0.0, "seed": 0, "num_threads": None, "device": "cpu",
-            "lr_step_epochs": 20, "lr_gamma": 0.4, "batch_size": 64}
+DEFAULTS = {
+    "lr": 1e-4,
+    "weight_decay": 0.0,
+    "seed": 0,
+    "num_threads": None,
+    "device": "cpu",
+    "lr_step_epochs": 20,
+    "lr_gamma": 0.4,
+    "batch_size": 64,
+}
 SPEC_DEFAULTS = {"prompts_per_batch": 16, "loss_groups": "batch", "contrast": "different_source", "temperature": 0.1}
 
 
 def pixels_of(rows: pd.DataFrame, images: dict[str, bytes], size: int) -> torch.Tensor:
     ids = rows["image_id"].tolist()
-    return torch.stack([resize_crop(images[i], size) for i in ids]) if ids else torch.empty((0, 3, size, size), dtype=torch.uint8)
+    return (
+        torch.stack([resize_crop(images[i], size) for i in ids])
+        if ids
+        else torch.empty((0, 3, size, size), dtype=torch.uint8)
+    )
 
 
 @torch.no_grad()
@@ -55,8 +67,10 @@ def embed_pixels(model: torch.nn.Module, pixels: torch.Tensor, batch_size: int, 
     """Unit embeddings (n, D) of uint8 images (normalised here), in eval mode, batch by batch."""
     was = model.training
     model.eval()
-    out = [model.embed(normalise(pixels[s : s + batch_size]).to(device)).float().cpu()
-           for s in range(0, len(pixels), batch_size)]
+    out = [
+        model.embed(normalise(pixels[s : s + batch_size]).to(device)).float().cpu()
+        for s in range(0, len(pixels), batch_size)
+    ]
     model.train(was)
     return torch.cat(out) if out else torch.zeros((0, 0))
 
@@ -132,15 +146,16 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log) -> dict:
 
     def batches(epoch: int):
         """Prompt-group batches (reshuffled with seed + epoch), flipped; lone images skipped."""
-        for batch in make_prompt_groups(train_rows, groups_per_batch=int(aspec["prompts_per_batch"]),
-                                        min_sources=min_sources, seed=seed + epoch):
+        for batch in make_prompt_groups(
+            train_rows, groups_per_batch=int(aspec["prompts_per_batch"]), min_sources=min_sources, seed=seed + epoch
+        ):
             if len(batch) < 2:  # BatchNorm needs two samples; a lone image has no pair anyway
                 continue
             pos = torch.tensor([pos_of[i] for i in batch["image_id"]])
             px = train_px[pos]
             flip = torch.rand(len(px), generator=flip_rng) < 0.5
             px = torch.where(flip.view(-1, 1, 1, 1), px.flip(-1), px)
-            groups = (torch.as_tensor(pd.factorize(batch["prompt_id"])[0]) if aspec["loss_groups"] == "prompt" else None)
+            groups = torch.as_tensor(pd.factorize(batch["prompt_id"])[0]) if aspec["loss_groups"] == "prompt" else None
             yield px, train_y[pos], groups
 
     def loss(model, batch):
@@ -152,41 +167,88 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log) -> dict:
         _, _, scores, same = pair_scores(embed_pixels(model, val_px, eval_bs, device), val_y)
         return float(roc_auc_score(same, scores))
 
-    hooks = Hooks(batches=batches, loss=loss, validate=validate, metric="val_pair_auc",
-                  lr=lambda step, epoch: _lr(spec, epoch), generators={"flip": flip_rng}, splittable=False)
+    hooks = Hooks(
+        batches=batches,
+        loss=loss,
+        validate=validate,
+        metric="val_pair_auc",
+        lr=lambda step, epoch: _lr(spec, epoch),
+        generators={"flip": flip_rng},
+        splittable=False,
+    )
     epochs = int(spec["epochs"])
-    res = fit(model, opt, hooks, epochs=epochs, device=device, log=log, checkpoint_dir=checkpoint_dir(out_dir),
-              checkpoint_every=int(spec.get("checkpoint_every") or 0), key=run_key(spec, train_rows, val_rows),
-              log_every=int(spec.get("log_every") or 0), desc="supcon")
+    res = fit(
+        model,
+        opt,
+        hooks,
+        epochs=epochs,
+        device=device,
+        log=log,
+        checkpoint_dir=checkpoint_dir(out_dir),
+        checkpoint_every=int(spec.get("checkpoint_every") or 0),
+        key=run_key(spec, train_rows, val_rows),
+        log_every=int(spec.get("log_every") or 0),
+        desc="supcon",
+    )
     best_auc, best_epoch = res.best_value, res.best_epoch
 
     # The best checkpoint, its N-way prototypes (train split, no flips) and its val-pair threshold.
     model.load_state_dict(res.best_state)
     train_emb = embed_pixels(model, train_px, eval_bs, device)
-    protos = torch.stack([train_emb[train_y == k].mean(0) if (train_y == k).any() else torch.zeros(train_emb.shape[1])
-                          for k in range(len(classes))])
+    protos = torch.stack(
+        [
+            train_emb[train_y == k].mean(0) if (train_y == k).any() else torch.zeros(train_emb.shape[1])
+            for k in range(len(classes))
+        ]
+    )
     model.prototypes.copy_(torch.nn.functional.normalize(protos, dim=1))
     val_emb = embed_pixels(model, val_px, eval_bs, device)
     _, _, scores, same = pair_scores(val_emb, val_y)
     threshold = youden_threshold(scores, same)
     val_acc = float(((val_emb @ model.prototypes.T).argmax(1).numpy() == val_y).mean())
-    log(f"best epoch {best_epoch} val_pair_auc={best_auc:.6g} threshold={threshold:.6g} "
-        f"val_accuracy(prototypes)={val_acc:.6g}; {res.train_seconds:.1f}s")
+    log(
+        f"best epoch {best_epoch} val_pair_auc={best_auc:.6g} threshold={threshold:.6g} "
+        f"val_accuracy(prototypes)={val_acc:.6g}; {res.train_seconds:.1f}s"
+    )
 
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out_dir / "model.safetensors") as tmp:
         save_file(state, str(tmp))
-    meta = {"attributor": spec["attributor"], "attributor_spec": aspec, "trainer": "supcon", "classes": classes,
-            "input_size": size, "eval_batch_size": eval_bs, "num_threads": spec["num_threads"],
-            "best_epoch": best_epoch, "seed": seed, "n_parameters": n_params,
-            "selection": "val_pair_auc", "best_val_pair_auc": best_auc, "pair_threshold": threshold,
-            "pair_threshold_rule": "youden"}
+    meta = {
+        "attributor": spec["attributor"],
+        "attributor_spec": aspec,
+        "trainer": "supcon",
+        "classes": classes,
+        "input_size": size,
+        "eval_batch_size": eval_bs,
+        "num_threads": spec["num_threads"],
+        "best_epoch": best_epoch,
+        "seed": seed,
+        "n_parameters": n_params,
+        "selection": "val_pair_auc",
+        "best_val_pair_auc": best_auc,
+        "pair_threshold": threshold,
+        "pair_threshold_rule": "youden",
+    }
     with atomic_path(out_dir / "model.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
     with atomic_path(out_dir / "history.csv") as tmp:
         pd.DataFrame(res.history, columns=["epoch", "lr", "train_loss", "val_pair_auc"]).to_csv(tmp, index=False)
     # The experiment's accuracy column is the prototype head's val accuracy, not the selection AUC.
-    return write_summary(out_dir, res, best_val_accuracy=val_acc, n_train=len(train_rows), n_val=len(val_rows), epochs=epochs, n_parameters=n_params,
-                         extra={"trainer": "supcon", "selection": "val_pair_auc", "best_val_pair_auc": best_auc,
-                                "pair_threshold": threshold, "pair_threshold_rule": "youden",
-                                "n_way_head": "nearest class prototype (cosine / temperature)"})
+    return write_summary(
+        out_dir,
+        res,
+        best_val_accuracy=val_acc,
+        n_train=len(train_rows),
+        n_val=len(val_rows),
+        epochs=epochs,
+        n_parameters=n_params,
+        extra={
+            "trainer": "supcon",
+            "selection": "val_pair_auc",
+            "best_val_pair_auc": best_auc,
+            "pair_threshold": threshold,
+            "pair_threshold_rule": "youden",
+            "n_way_head": "nearest class prototype (cosine / temperature)",
+        },
+    )

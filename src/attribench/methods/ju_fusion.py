@@ -46,8 +46,9 @@ def _nms(boxes: torch.Tensor, scores: torch.Tensor, iou_thr: float, k: int) -> l
     return kept + dropped[: k - len(kept)]
 
 
-def select_patches(activation: torch.Tensor, window_sizes=((3, 3), (2, 2)), per_size: int = 3,
-                   nms_iou: float = 0.25) -> torch.Tensor:
+def select_patches(
+    activation: torch.Tensor, window_sizes=((3, 3), (2, 2)), per_size: int = 3, nms_iou: float = 0.25
+) -> torch.Tensor:
     """PSM of sec. 3.3. The activation map is the channel sum A(x,y) = sum_j F^j(x,y) (a (B,H,W)
     input is taken as A already); every (h, w) window slides with stride 1 and scores its mean
     activation (Eq. 1); within each window size, windows are taken by score after NMS, `per_size` of
@@ -91,17 +92,29 @@ class GlobalLocalFusion(torch.nn.Module):
     The local branch is its own backbone (Fig. 2 draws two branches); share_backbone=True reuses
     the global one."""
 
-    def __init__(self, num_classes: int, backbone: str = "resnet50", patch_size: int = 224, heads: int = 4,
-                 layers: int = 3, embed_dim: int = 128, window_sizes=((3, 3), (2, 2)), per_size: int = 3,
-                 nms_iou: float = 0.25, local_backbone: str | None = None, share_backbone: bool = False,
-                 model_kwargs: dict | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: str = "resnet50",
+        patch_size: int = 224,
+        heads: int = 4,
+        layers: int = 3,
+        embed_dim: int = 128,
+        window_sizes=((3, 3), (2, 2)),
+        per_size: int = 3,
+        nms_iou: float = 0.25,
+        local_backbone: str | None = None,
+        share_backbone: bool = False,
+        model_kwargs: dict | None = None,
+    ):
         super().__init__()
         self.global_net = _timm(backbone, embed_dim, model_kwargs)  # its fc is the "FC" of sec. 3.2
         self.local_net = None if share_backbone else _timm(local_backbone or backbone, embed_dim, model_kwargs)
         self.window_sizes = tuple(tuple(int(v) for v in s) for s in window_sizes)
         self.per_size, self.nms_iou, self.patch_size = per_size, nms_iou, patch_size
         self.attn = torch.nn.ModuleList(
-            torch.nn.MultiheadAttention(embed_dim, heads, batch_first=True) for _ in range(layers))
+            torch.nn.MultiheadAttention(embed_dim, heads, batch_first=True) for _ in range(layers)
+        )
         n_tokens = 1 + per_size * len(self.window_sizes)
         self.classifier = torch.nn.Linear(n_tokens * embed_dim, num_classes)
 
@@ -111,8 +124,9 @@ class GlobalLocalFusion(torch.nn.Module):
         boxes = select_patches(fmap, self.window_sizes, self.per_size, self.nms_iou)
         px = boxes_to_image(boxes, fmap.shape[-2:], x.shape[-2:]).to(x)
         b, k = px.shape[:2]
-        rois = torch.cat([torch.arange(b, device=x.device, dtype=x.dtype).repeat_interleave(k)[:, None],
-                          px.reshape(-1, 4)], 1)
+        rois = torch.cat(
+            [torch.arange(b, device=x.device, dtype=x.dtype).repeat_interleave(k)[:, None], px.reshape(-1, 4)], 1
+        )
         # Crop + bilinear resize of each patch to patch_size (sec. 4.2: "resized into 224").
         patches = roi_align(x, rois, output_size=self.patch_size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
         local = (self.local_net or self.global_net)(patches).reshape(b, k, -1)
@@ -126,8 +140,19 @@ class GlobalLocalFusion(torch.nn.Module):
 def build(spec: dict, num_classes: int) -> torch.nn.Module:
     """spec: backbone (default resnet50), local_backbone, share_backbone, patch_size, embed_dim,
     heads, layers, window_sizes, per_size, nms_iou, model_kwargs (timm, from scratch)."""
-    keys = {"backbone", "local_backbone", "share_backbone", "patch_size", "embed_dim", "heads", "layers",
-            "window_sizes", "per_size", "nms_iou", "model_kwargs"}
+    keys = {
+        "backbone",
+        "local_backbone",
+        "share_backbone",
+        "patch_size",
+        "embed_dim",
+        "heads",
+        "layers",
+        "window_sizes",
+        "per_size",
+        "nms_iou",
+        "model_kwargs",
+    }
     unknown = set(spec) - keys
     if unknown:
         raise KeyError(f"ju_fusion spec: unknown key(s) {sorted(unknown)}; known: {sorted(keys)}")
@@ -167,9 +192,11 @@ def ju_augment(image: torch.Tensor, rng: np.random.Generator, p: float = 0.1) ->
 def ju_augmentation(p: float = 0.1):
     """Training hook (`training.augment: {name: ju, p: 0.1}`): draw(rng) -> the op ju_augment would
     apply with that rng, or None when neither coin fires (the image is then left as it is)."""
+
     def draw(rng: np.random.Generator):
         params = ju_augment_params(rng, p)
         if params["sigma"] is None and params["quality"] is None:
             return None
         return lambda image: apply_ju_params(image, params)
+
     return draw

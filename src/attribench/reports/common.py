@@ -18,8 +18,10 @@ def experiment_runs(name: str) -> Callable[[dict], list[str]]:
 
     def runs(cfg: dict) -> list[str]:
         if name not in cfg["tables"]:
-            raise KeyError(f"report '{name}' has no experiments: params.yaml tables.{name} is missing "
-                           f"(tables: {sorted(cfg['tables'])})")
+            raise KeyError(
+                f"report '{name}' has no experiments: params.yaml tables.{name} is missing "
+                f"(tables: {sorted(cfg['tables'])})"
+            )
         return [e for e in cfg["tables"][name]["experiments"] if transform_status(cfg, e) == "ok"]
 
     return runs

@@ -52,8 +52,9 @@ def write_montage(index: pd.DataFrame, out: str | Path, per_class: int = 6, seed
     return Path(out)
 
 
-@register_report("dataset_summary", outputs=("csv", "png"), files={"png": "dataset_montage.png"},
-                 settings=lambda cfg: None)
+@register_report(
+    "dataset_summary", outputs=("csv", "png"), files={"png": "dataset_montage.png"}, settings=lambda cfg: None
+)
 def dataset_summary_report(ctx: ReportContext) -> None:
     """Images per class x split x prompt source (all rendered, and the benchmark sample), and a montage."""
     index = pd.read_parquet(ctx.index)

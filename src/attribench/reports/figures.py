@@ -31,7 +31,9 @@ def register_figure(name: str):
 
     def deco(builder: FigureBuilder) -> FigureBuilder:
         def build(ctx: ReportContext) -> pd.DataFrame:
-            return write_figure(builder, load_runs(ctx.inputs["runs"]), ctx.out, cfg=ctx.cfg, index_path=str(ctx.index), name=ctx.name)
+            return write_figure(
+                builder, load_runs(ctx.inputs["runs"]), ctx.out, cfg=ctx.cfg, index_path=str(ctx.index), name=ctx.name
+            )
 
         build.__doc__ = builder.__doc__
         register_report(name, outputs=("csv", "png"), runs=experiment_runs(name), inputs=_index_input)(build)
@@ -47,10 +49,21 @@ def fig3_train_size(runs: list[dict], png: Path, **_) -> pd.DataFrame:
     for m in runs:
         test = next(iter(m["test"]))
         b = m["test"][test]
-        rows.append({"experiment": m["experiment"], "train_per_class": m["n_train"] // m["n_classes"],
-                     "n_train": m["n_train"], "accuracy": b["accuracy"], "accuracy_ci95_lo": b["accuracy_ci95"][0],
-                     "accuracy_ci95_hi": b["accuracy_ci95"][1], "test_on": test, "attributor": m["attributor_label"],
-                     "n_classes": m["n_classes"], "chance": m["chance"], "profile": m["profile"]})
+        rows.append(
+            {
+                "experiment": m["experiment"],
+                "train_per_class": m["n_train"] // m["n_classes"],
+                "n_train": m["n_train"],
+                "accuracy": b["accuracy"],
+                "accuracy_ci95_lo": b["accuracy_ci95"][0],
+                "accuracy_ci95_hi": b["accuracy_ci95"][1],
+                "test_on": test,
+                "attributor": m["attributor_label"],
+                "n_classes": m["n_classes"],
+                "chance": m["chance"],
+                "profile": m["profile"],
+            }
+        )
     df = pd.DataFrame(rows).sort_values("n_train").reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     err = [df.accuracy - df.accuracy_ci95_lo, df.accuracy_ci95_hi - df.accuracy]
@@ -81,8 +94,17 @@ def fig9_gram_density(runs: list[dict], png: Path, cfg: dict, index_path: str, *
     vectors = feature_inputs(test, spec["attributor"]["features"], feature_cache_dir(cfg))
     by_class = {g: np.stack([vectors[i].numpy() for i in rows["image_id"]]) for g, rows in test.groupby("generator")}
     gram_density_plot(by_class, png)
-    df = pd.DataFrame([{"generator": g, "n_images": len(v), "mean_gram": float(v.mean()), "median_image_mean": float(np.median(v.mean(1)))}
-                       for g, v in by_class.items()])
+    df = pd.DataFrame(
+        [
+            {
+                "generator": g,
+                "n_images": len(v),
+                "mean_gram": float(v.mean()),
+                "median_image_mean": float(np.median(v.mean(1))),
+            }
+            for g, v in by_class.items()
+        ]
+    )
     df["accuracy_of_gram_attributor"] = m["test"][next(iter(m["test"]))]["accuracy"]
     df["profile"] = m["profile"]
     return df

@@ -24,8 +24,14 @@ def _jiang_inputs(cfg: dict) -> dict[str, list[str]]:
     return index_input(cfg, **more)
 
 
-@register_report("jiang_pairs", outputs=("csv", "png"), runs=_jiang_runs, inputs=_jiang_inputs, gpu=True,
-                 settings=lambda cfg: cfg.get("jiang_pairs"))
+@register_report(
+    "jiang_pairs",
+    outputs=("csv", "png"),
+    runs=_jiang_runs,
+    inputs=_jiang_inputs,
+    gpu=True,
+    settings=lambda cfg: cfg.get("jiang_pairs"),
+)
 def jiang_pairs_report(ctx: ReportContext) -> pd.DataFrame:
     """Jiang et al. Table II: "same generator?" verification per generator pair (TP/FP/FN/TN, recall, precision,
     F1, accuracy, AUC) for each siamese encoder, on all test pairs and by the regenerate-and-compare flow."""

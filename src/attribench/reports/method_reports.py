@@ -47,8 +47,9 @@ def average_precision(y: np.ndarray, score: np.ndarray) -> float:
     return float(average_precision_score(y, np.asarray(score, dtype=np.float64))) if y.any() else float("nan")
 
 
-def detection_aps(is_fake: np.ndarray, score: np.ndarray, family: np.ndarray, seed: int = 0,
-                  n_boot: int = N_BOOT) -> list[dict]:
+def detection_aps(
+    is_fake: np.ndarray, score: np.ndarray, family: np.ndarray, seed: int = 0, n_boot: int = N_BOOT
+) -> list[dict]:
     """AP of real vs each fake family, their mean (mAP) and the global AP (all fakes vs real), each
     with a percentile bootstrap CI (resampling within each family and within the real images)."""
     is_fake, score, family = np.asarray(is_fake, bool), np.asarray(score, float), np.asarray(family, object)
@@ -65,15 +66,26 @@ def detection_aps(is_fake: np.ndarray, score: np.ndarray, family: np.ndarray, se
     point = stats(np.arange(len(score)))
     rng = np.random.default_rng(seed)
     strata = [real] + [np.nonzero(is_fake & (family == fam))[0] for fam in families]
-    boots = [stats(np.concatenate([st[rng.integers(0, len(st), len(st))] for st in strata if len(st)]))
-             for _ in range(n_boot)]
+    boots = [
+        stats(np.concatenate([st[rng.integers(0, len(st), len(st))] for st in strata if len(st)]))
+        for _ in range(n_boot)
+    ]
     rows = []
     for key, value in point.items():
         lo, hi = np.nanquantile([b[key] for b in boots], [0.025, 0.975])
         n_fake = int((is_fake & (family == key)).sum()) if key in families else int(is_fake.sum())
         metric = {"mAP": "map", "global": "global_ap"}.get(key, "ap")
-        rows.append({"family": key, "metric": metric, "value": value, "ci95_lo": float(lo), "ci95_hi": float(hi),
-                     "n_real": len(real), "n_fake": n_fake})
+        rows.append(
+            {
+                "family": key,
+                "metric": metric,
+                "value": value,
+                "ci95_lo": float(lo),
+                "ci95_hi": float(hi),
+                "n_real": len(real),
+                "n_fake": n_fake,
+            }
+        )
     return rows
 
 
@@ -98,13 +110,16 @@ def _probs(cfg: dict, experiment: str, rows: pd.DataFrame) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------ Ju et al.
 
+
 def ju_detection(cfg: dict, index_path: str | Path, csv_out: str | Path, png_out: str | Path) -> pd.DataFrame:
     block, seed = cfg["ju_detection"], cfg["split"]["seed"]
     index = pd.read_parquet(index_path)
     det = run_metrics(block["detector"])
     classes, positive = det["classes"], block["positive"]
     if positive not in classes or len(classes) != 2:
-        raise ValueError(f"ju_detection.detector {block['detector']} must be binary with class '{positive}'; has {classes}")
+        raise ValueError(
+            f"ju_detection.detector {block['detector']} must be binary with class '{positive}'; has {classes}"
+        )
     common = {"profile": cfg["profile"]}
     out = []
 
@@ -117,13 +132,32 @@ def ju_detection(cfg: dict, index_path: str | Path, csv_out: str | Path, png_out
     for axis, level, ds in perturbed_points(cfg, rows, block.get("perturbations", {})):
         probs = _probs(cfg, block["detector"], ds)
         y = (label_of(ds) == positive).to_numpy()
-        ctx = dict(experiment=block["detector"], attributor=det["attributor_label"], train=det["train_dataset"],
-                   test_set=test, generators="all", perturbation=axis, level=level)
+        ctx = dict(
+            experiment=block["detector"],
+            attributor=det["attributor_label"],
+            train=det["train_dataset"],
+            test_set=test,
+            generators="all",
+            perturbation=axis,
+            level=level,
+        )
         add(detection_aps(y, probs[:, classes.index(positive)], ds["family"].to_numpy(), seed), **ctx)
         pred = probs.argmax(1) == classes.index(positive)
         lo, hi = bootstrap_ci(y, pred, seed=seed)
-        add([{"family": "all", "metric": "accuracy", "value": float((y == pred).mean()), "ci95_lo": lo, "ci95_hi": hi,
-              "n_real": int((~y).sum()), "n_fake": int(y.sum())}], **ctx)
+        add(
+            [
+                {
+                    "family": "all",
+                    "metric": "accuracy",
+                    "value": float((y == pred).mean()),
+                    "ci95_lo": lo,
+                    "ci95_hi": hi,
+                    "n_real": int((~y).sum()),
+                    "n_fake": int(y.sum()),
+                }
+            ],
+            **ctx,
+        )
 
     # 2. The same network N-way (head swapped): attribution accuracy, and detection by 1 - p(real).
     if block.get("attribution"):
@@ -131,12 +165,29 @@ def ju_detection(cfg: dict, index_path: str | Path, csv_out: str | Path, png_out
         meta = run_metrics(exp)
         t = experiment_spec(cfg, exp)["test"][0]
         rec = _recorded(exp, t, index)
-        ctx = dict(experiment=exp, attributor=meta["attributor_label"], train=meta["train_dataset"], test_set=t,
-                   generators="all", perturbation="clean", level=None)
+        ctx = dict(
+            experiment=exp,
+            attributor=meta["attributor_label"],
+            train=meta["train_dataset"],
+            test_set=t,
+            generators="all",
+            perturbation="clean",
+            level=None,
+        )
         blk = meta["test"][t]
-        add([{"family": "all", "metric": f"{meta['n_classes']}way_accuracy", "value": blk["accuracy"],
-              "ci95_lo": blk["accuracy_ci95"][0], "ci95_hi": blk["accuracy_ci95"][1]},
-             {"family": "all", "metric": f"{meta['n_classes']}way_macro_f1", "value": blk["macro_f1"]}], **ctx)
+        add(
+            [
+                {
+                    "family": "all",
+                    "metric": f"{meta['n_classes']}way_accuracy",
+                    "value": blk["accuracy"],
+                    "ci95_lo": blk["accuracy_ci95"][0],
+                    "ci95_hi": blk["accuracy_ci95"][1],
+                },
+                {"family": "all", "metric": f"{meta['n_classes']}way_macro_f1", "value": blk["macro_f1"]},
+            ],
+            **ctx,
+        )
         if "real" in meta["classes"]:
             y = (rec["true_label"] != "real").to_numpy()
             add(detection_aps(y, 1.0 - rec["p_real"].to_numpy(), rec["family"].to_numpy(), seed), **ctx)
@@ -146,17 +197,41 @@ def ju_detection(cfg: dict, index_path: str | Path, csv_out: str | Path, png_out
         exp = block["heldout"]
         meta = run_metrics(exp)
         tests = experiment_spec(cfg, exp)["test"]
-        trained_on = set(select(index, meta["train_dataset"], cfg["datasets"][meta["train_dataset"]], seed)["generator"])
+        trained_on = set(
+            select(index, meta["train_dataset"], cfg["datasets"][meta["train_dataset"]], seed)["generator"]
+        )
         for t in tests:
             rec = _recorded(exp, t, index)
             fake = rec["true_label"] == positive
             kind = "seen" if set(rec.loc[fake, "generator"]) <= trained_on else "held-out"
-            ctx = dict(experiment=exp, attributor=meta["attributor_label"], train=meta["train_dataset"], test_set=t,
-                       generators=kind, perturbation="clean", level=None)
+            ctx = dict(
+                experiment=exp,
+                attributor=meta["attributor_label"],
+                train=meta["train_dataset"],
+                test_set=t,
+                generators=kind,
+                perturbation="clean",
+                level=None,
+            )
             add(detection_aps(fake.to_numpy(), rec[f"p_{positive}"].to_numpy(), rec["family"].to_numpy(), seed), **ctx)
 
-    cols = ["experiment", "attributor", "train", "test_set", "generators", "perturbation", "level", "family",
-            "metric", "value", "ci95_lo", "ci95_hi", "n_real", "n_fake", "profile"]
+    cols = [
+        "experiment",
+        "attributor",
+        "train",
+        "test_set",
+        "generators",
+        "perturbation",
+        "level",
+        "family",
+        "metric",
+        "value",
+        "ci95_lo",
+        "ci95_hi",
+        "n_real",
+        "n_fake",
+        "profile",
+    ]
     df = pd.DataFrame(out).reindex(columns=cols)
     with atomic_path(csv_out) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
@@ -228,13 +303,16 @@ def _plot_ju(df: pd.DataFrame, block: dict, path: str | Path) -> None:
 
 # ------------------------------------------------------------------------------------ DeepFeatureX
 
+
 def _class_rows(y_true, y_pred, classes, seed) -> list[dict]:
     m = classification_metrics(y_true, y_pred, classes)
     lo, hi = bootstrap_ci(y_true, y_pred, seed=seed)
     recalls = [v for v in m["per_class_accuracy"].values() if v is not None]
-    return [{"metric": "accuracy", "value": m["accuracy"], "ci95_lo": lo, "ci95_hi": hi},
-            {"metric": "macro_f1", "value": m["macro_f1"]},
-            {"metric": "balanced_accuracy", "value": float(np.mean(recalls))}]
+    return [
+        {"metric": "accuracy", "value": m["accuracy"], "ci95_lo": lo, "ci95_hi": hi},
+        {"metric": "macro_f1", "value": m["macro_f1"]},
+        {"metric": "balanced_accuracy", "value": float(np.mean(recalls))},
+    ]
 
 
 def _binary_rows(y_pos, pred_pos, score, seed) -> list[dict]:
@@ -244,9 +322,12 @@ def _binary_rows(y_pos, pred_pos, score, seed) -> list[dict]:
     prec = tp / (tp + fp) if tp + fp else 0.0
     rec = tp / (tp + fn) if tp + fn else 0.0
     lo, hi = bootstrap_ci(y_pos, pred_pos, seed=seed)
-    rows = [{"metric": "accuracy", "value": float((y_pos == pred_pos).mean()), "ci95_lo": lo, "ci95_hi": hi},
-            {"metric": "recall", "value": rec}, {"metric": "precision", "value": prec},
-            {"metric": "f1", "value": 2 * prec * rec / (prec + rec) if prec + rec else 0.0}]
+    rows = [
+        {"metric": "accuracy", "value": float((y_pos == pred_pos).mean()), "ci95_lo": lo, "ci95_hi": hi},
+        {"metric": "recall", "value": rec},
+        {"metric": "precision", "value": prec},
+        {"metric": "f1", "value": 2 * prec * rec / (prec + rec) if prec + rec else 0.0},
+    ]
     if score is not None:
         rows.append({"metric": "ap", "value": average_precision(y_pos, score)})
     return rows
@@ -267,9 +348,17 @@ def deepfeaturex_table(cfg: dict, index_path: str | Path, csv_out: str | Path, p
         t = experiment_spec(cfg, exp)["test"][0]
         rec = pd.read_parquet(RUNS / exp / f"predictions_{t}.parquet")
         pos = next(c for c in meta["classes"] if c != "others")
-        add(_binary_rows(rec["true_label"] == pos, rec["pred_label"] == pos, rec[f"p_{pos}"].to_numpy(), seed),
-            experiment=exp, attributor=meta["attributor_label"], task=f"base_{pos}_vs_others", test_set=t,
-            perturbation="clean", level=None, n=len(rec), n_classes=2)
+        add(
+            _binary_rows(rec["true_label"] == pos, rec["pred_label"] == pos, rec[f"p_{pos}"].to_numpy(), seed),
+            experiment=exp,
+            attributor=meta["attributor_label"],
+            task=f"base_{pos}_vs_others",
+            test_set=t,
+            perturbation="clean",
+            level=None,
+            n=len(rec),
+            n_classes=2,
+        )
 
     # The DM / GAN / real model (Tables 2, 3), clean and under JPEG; the N-way head on the same images.
     meta = run_metrics(block["experiment"])
@@ -281,20 +370,50 @@ def deepfeaturex_table(cfg: dict, index_path: str | Path, csv_out: str | Path, p
         ctx = dict(perturbation=axis, level=level, test_set=test, n=len(ds))
         probs = _probs(cfg, block["experiment"], ds)
         y = np.array([classes.index(c) for c in label_of(ds)])
-        add(_class_rows(y, probs.argmax(1), classes, seed), experiment=block["experiment"],
-            attributor=meta["attributor_label"], task=f"{len(classes)}class", n_classes=len(classes), **ctx)
+        add(
+            _class_rows(y, probs.argmax(1), classes, seed),
+            experiment=block["experiment"],
+            attributor=meta["attributor_label"],
+            task=f"{len(classes)}class",
+            n_classes=len(classes),
+            **ctx,
+        )
         fake_score = 1.0 - probs[:, classes.index(real)]
-        add(_binary_rows(y != classes.index(real), probs.argmax(1) != classes.index(real), fake_score, seed),
-            experiment=block["experiment"], attributor=meta["attributor_label"], task="binary_fake_vs_real",
-            n_classes=2, **ctx)
+        add(
+            _binary_rows(y != classes.index(real), probs.argmax(1) != classes.index(real), fake_score, seed),
+            experiment=block["experiment"],
+            attributor=meta["attributor_label"],
+            task="binary_fake_vs_real",
+            n_classes=2,
+            **ctx,
+        )
         if nway:
             p = _probs(cfg, block["attribution"], ds)
             yn = np.array([nway["classes"].index(g) for g in ds["generator"]])
-            add(_class_rows(yn, p.argmax(1), nway["classes"], seed), experiment=block["attribution"],
-                attributor=nway["attributor_label"], task=f"{nway['n_classes']}way", n_classes=nway["n_classes"], **ctx)
+            add(
+                _class_rows(yn, p.argmax(1), nway["classes"], seed),
+                experiment=block["attribution"],
+                attributor=nway["attributor_label"],
+                task=f"{nway['n_classes']}way",
+                n_classes=nway["n_classes"],
+                **ctx,
+            )
 
-    cols = ["experiment", "attributor", "task", "test_set", "perturbation", "level", "metric", "value",
-            "ci95_lo", "ci95_hi", "n", "n_classes", "profile"]
+    cols = [
+        "experiment",
+        "attributor",
+        "task",
+        "test_set",
+        "perturbation",
+        "level",
+        "metric",
+        "value",
+        "ci95_lo",
+        "ci95_hi",
+        "n",
+        "n_classes",
+        "profile",
+    ]
     df = pd.DataFrame(out).reindex(columns=cols)
     with atomic_path(csv_out) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
@@ -313,8 +432,16 @@ def _plot_dfx(df: pd.DataFrame, path: str | Path) -> None:
         v = 100 * np.r_[clean.value.to_numpy(), jp.value.to_numpy()]
         lo = 100 * np.r_[clean.ci95_lo.to_numpy(), jp.ci95_lo.to_numpy()]
         hi = 100 * np.r_[clean.ci95_hi.to_numpy(), jp.ci95_hi.to_numpy()]
-        ax.errorbar(x, v, yerr=[v - lo, hi - v], marker="s" if task.startswith("binary") else "o", capsize=3, label=task,
-                    ls="--" if task.startswith("binary") else "-", mfc="none" if task.startswith("binary") else None)
+        ax.errorbar(
+            x,
+            v,
+            yerr=[v - lo, hi - v],
+            marker="s" if task.startswith("binary") else "o",
+            capsize=3,
+            label=task,
+            ls="--" if task.startswith("binary") else "-",
+            mfc="none" if task.startswith("binary") else None,
+        )
     ax.invert_xaxis()
     ax.set_xlabel("JPEG quality (101 = raw)")
     ax.set_ylabel("test accuracy (%)")
@@ -325,15 +452,27 @@ def _plot_dfx(df: pd.DataFrame, path: str | Path) -> None:
     save_png(fig, path, dpi=110)
 
 
-@register_report("ju_detection", outputs=("csv", "png"), runs=named_runs("ju_detection"), inputs=index_input, gpu=True,
-                 settings=lambda cfg: [cfg.get("ju_detection"), cfg["delivery"]])
+@register_report(
+    "ju_detection",
+    outputs=("csv", "png"),
+    runs=named_runs("ju_detection"),
+    inputs=index_input,
+    gpu=True,
+    settings=lambda cfg: [cfg.get("ju_detection"), cfg["delivery"]],
+)
 def ju_detection_report(ctx: ReportContext) -> pd.DataFrame:
     """Ju et al. 2022: real-vs-fake AP per family, mAP, global AP, blur / JPEG robustness, N-way, held-out."""
     return ju_detection(ctx.cfg, ctx.index, ctx.out["csv"], ctx.out["png"])
 
 
-@register_report("deepfeaturex", outputs=("csv", "png"), runs=named_runs("deepfeaturex"), inputs=index_input, gpu=True,
-                 settings=lambda cfg: [cfg.get("deepfeaturex"), cfg["delivery"]])
+@register_report(
+    "deepfeaturex",
+    outputs=("csv", "png"),
+    runs=named_runs("deepfeaturex"),
+    inputs=index_input,
+    gpu=True,
+    settings=lambda cfg: [cfg.get("deepfeaturex"), cfg["delivery"]],
+)
 def deepfeaturex_report(ctx: ReportContext) -> pd.DataFrame:
     """DeepFeatureX (Pontorno et al. 2024): base models, 3-class + binary, JPEG QF robustness, N-way head."""
     return deepfeaturex_table(ctx.cfg, ctx.index, ctx.out["csv"], ctx.out["png"])

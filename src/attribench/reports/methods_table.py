@@ -77,10 +77,18 @@ def method_row(cfg: dict, key: str, entry: dict, test_rows: pd.DataFrame) -> dic
     jpeg_pred = np.asarray(m["classes"])[predict_rows(cfg, spec, RUNS / entry["experiment"], jpeg).argmax(1)]
     jpeg_acc = float((jpeg_pred == jpeg["generator"].to_numpy()).mean())
     row = {
-        "method": entry.get("method", ""), "attributor": entry.get("label") or m["attributor_label"], "key": key,
-        "experiment": entry["experiment"], "model": m["model"], "n_classes": m["n_classes"], "chance": m["chance"],
-        "accuracy": block["accuracy"], "accuracy_ci95_lo": block["accuracy_ci95"][0], "accuracy_ci95_hi": block["accuracy_ci95"][1],
-        "macro_f1": block["macro_f1"], "real_vs_fake_ap": block.get("real_vs_fake_ap", np.nan),
+        "method": entry.get("method", ""),
+        "attributor": entry.get("label") or m["attributor_label"],
+        "key": key,
+        "experiment": entry["experiment"],
+        "model": m["model"],
+        "n_classes": m["n_classes"],
+        "chance": m["chance"],
+        "accuracy": block["accuracy"],
+        "accuracy_ci95_lo": block["accuracy_ci95"][0],
+        "accuracy_ci95_hi": block["accuracy_ci95"][1],
+        "macro_f1": block["macro_f1"],
+        "real_vs_fake_ap": block.get("real_vs_fake_ap", np.nan),
         f"accuracy_jpeg{mt['jpeg_quality']}": jpeg_acc,
         "train_seconds": total_train_seconds(cfg, entry["experiment"]),
         "inference_images_per_second": len(rows) / seconds if seconds > 0 else np.nan,
@@ -93,11 +101,16 @@ def method_row(cfg: dict, key: str, entry: dict, test_rows: pd.DataFrame) -> dic
         seen = next((b for t, b in hm["test"].items() if cfg["datasets"][t].get("heldout") == "seen"), {})
         unseen = next((b for t, b in hm["test"].items() if cfg["datasets"][t].get("heldout") == "unseen"), None)
         if unseen is None:
-            raise KeyError(f"methods_table.entries.{key}.heldout_experiment '{held}' has no test set with heldout: unseen")
-        row.update(heldout_experiment=held, seen_real_vs_fake_ap=seen.get("real_vs_fake_ap", np.nan),
-                   seen_real_vs_fake_accuracy=seen.get("real_vs_fake_accuracy", np.nan),
-                   heldout_real_vs_fake_ap=unseen.get("real_vs_fake_ap", np.nan),
-                   heldout_real_vs_fake_accuracy=unseen.get("real_vs_fake_accuracy", np.nan))
+            raise KeyError(
+                f"methods_table.entries.{key}.heldout_experiment '{held}' has no test set with heldout: unseen"
+            )
+        row.update(
+            heldout_experiment=held,
+            seen_real_vs_fake_ap=seen.get("real_vs_fake_ap", np.nan),
+            seen_real_vs_fake_accuracy=seen.get("real_vs_fake_accuracy", np.nan),
+            heldout_real_vs_fake_ap=unseen.get("real_vs_fake_ap", np.nan),
+            heldout_real_vs_fake_accuracy=unseen.get("real_vs_fake_accuracy", np.nan),
+        )
     row["profile"] = cfg["profile"]
     return row
 
@@ -107,7 +120,9 @@ def build_methods_table(cfg: dict, index_path: str | Path, csv_out: str | Path, 
 
     mt = cfg["methods_table"]
     rows = test_rows(cfg, index_path, mt["dataset"])
-    out = [method_row(cfg, key, entry, rows) for key, entry in tqdm(mt["entries"].items(), desc="methods", unit="method")]
+    out = [
+        method_row(cfg, key, entry, rows) for key, entry in tqdm(mt["entries"].items(), desc="methods", unit="method")
+    ]
     df = pd.DataFrame(out)
     with atomic_path(csv_out) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
@@ -128,8 +143,11 @@ def plot_methods(df: pd.DataFrame, path: str | Path, quality: int) -> None:
     a.set_xlabel(f"{df.n_classes.iloc[0]}-way accuracy (%)")
     a.set_xlim(0, 100)
     a.legend(fontsize=7, loc="lower right")
-    cols = [("real_vs_fake_ap", "all generators"), ("seen_real_vs_fake_ap", "seen (held-out run)"),
-            ("heldout_real_vs_fake_ap", "held-out generators")]
+    cols = [
+        ("real_vs_fake_ap", "all generators"),
+        ("seen_real_vs_fake_ap", "seen (held-out run)"),
+        ("heldout_real_vs_fake_ap", "held-out generators"),
+    ]
     for i, (col, label) in enumerate(c for c in cols if c[0] in df):
         b.barh(y + (i - 1) * 0.27, 100 * df[col], 0.27, label=label)
     b.set_xlabel("real-vs-fake AP (%)")
@@ -146,8 +164,14 @@ def methods_runs(cfg: dict) -> list[str]:
     return [e["experiment"] for e in entries] + [e["heldout_experiment"] for e in entries if "heldout_experiment" in e]
 
 
-@register_report("methods", outputs=("csv", "png"), runs=methods_runs, inputs=index_input, gpu=True,
-                 settings=lambda cfg: [cfg.get("methods_table"), cfg.get("heldout_generators"), cfg["delivery"]])
+@register_report(
+    "methods",
+    outputs=("csv", "png"),
+    runs=methods_runs,
+    inputs=index_input,
+    gpu=True,
+    settings=lambda cfg: [cfg.get("methods_table"), cfg.get("heldout_generators"), cfg["delivery"]],
+)
 def methods_report(ctx: ReportContext) -> pd.DataFrame:
     """Every attributor on the same splits: N-way accuracy (95% CI), macro-F1, real-vs-fake AP, accuracy at
     JPEG QF, AP on held-out generators, train time, inference images/s."""

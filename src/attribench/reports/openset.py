@@ -24,8 +24,11 @@ from attribench.training.metrics import bootstrap_ci
 
 
 def seen_runs(cfg: dict) -> list[str]:
-    return [e["heldout_experiment"] for e in (cfg.get("methods_table") or {}).get("entries", {}).values()
-            if e.get("heldout_experiment")]
+    return [
+        e["heldout_experiment"]
+        for e in (cfg.get("methods_table") or {}).get("entries", {}).values()
+        if e.get("heldout_experiment")
+    ]
 
 
 def run_test_rows(cfg: dict, index: pd.DataFrame, exp: str) -> pd.DataFrame:
@@ -55,8 +58,10 @@ def openset_rows(cfg: dict, index: pd.DataFrame, key: str, entry: dict, n_boot: 
     keep = is_unknown | np.isin(labels, classes)
     rows, labels, is_unknown = rows[keep].reset_index(drop=True), labels[keep], is_unknown[keep]
     if is_unknown.all() or not is_unknown.any():
-        raise ValueError(f"openset: run '{exp}' needs known and held-out test images (got {int(is_unknown.sum())} "
-                         f"unknown of {len(rows)}); is it trained on a `heldout: seen` view?")
+        raise ValueError(
+            f"openset: run '{exp}' needs known and held-out test images (got {int(is_unknown.sum())} "
+            f"unknown of {len(rows)}); is it trained on a `heldout: seen` view?"
+        )
     logits, feats = forward_rows(cfg, experiment_spec(cfg, exp), run_dir, rows)
     stats_path = run_dir / "openset.safetensors"
     stats = None
@@ -75,15 +80,29 @@ def openset_rows(cfg: dict, index: pd.DataFrame, key: str, entry: dict, n_boot: 
         m = openset.openset_metrics(score, is_unknown, correct)
         ci = openset.bootstrap_openset(score, is_unknown, correct, n_boot=n_boot, seed=cfg["split"]["seed"])
         thr = card["unknown"]["thresholds"].get(name, np.nan)
-        row = {"key": key, "method": entry.get("method", ""), "attributor": entry.get("label", key), "experiment": exp,
-               "score": name, "n_classes": len(classes), "chance": 1 / len(classes),
-               "n_known": int((~is_unknown).sum()), "n_unknown": int(is_unknown.sum()),
-               "heldout_generators": " ".join(sorted(set(rows["generator"][is_unknown]))),
-               "closed_set_accuracy": acc, "closed_set_accuracy_ci95_lo": acc_lo, "closed_set_accuracy_ci95_hi": acc_hi}
+        row = {
+            "key": key,
+            "method": entry.get("method", ""),
+            "attributor": entry.get("label", key),
+            "experiment": exp,
+            "score": name,
+            "n_classes": len(classes),
+            "chance": 1 / len(classes),
+            "n_known": int((~is_unknown).sum()),
+            "n_unknown": int(is_unknown.sum()),
+            "heldout_generators": " ".join(sorted(set(rows["generator"][is_unknown]))),
+            "closed_set_accuracy": acc,
+            "closed_set_accuracy_ci95_lo": acc_lo,
+            "closed_set_accuracy_ci95_hi": acc_hi,
+        }
         for k, v in m.items():
             row.update({k: v, f"{k}_ci95_lo": ci[k][0], f"{k}_ci95_hi": ci[k][1]})
-        row.update(threshold=thr, flagged_known=float((score[~is_unknown] > thr).mean()),
-                   flagged_unknown=float((score[is_unknown] > thr).mean()), profile=cfg["profile"])
+        row.update(
+            threshold=thr,
+            flagged_known=float((score[~is_unknown] > thr).mean()),
+            flagged_unknown=float((score[is_unknown] > thr).mean()),
+            profile=cfg["profile"],
+        )
         out.append(row)
     return out
 
@@ -95,7 +114,9 @@ def build_openset(ctx: ReportContext) -> pd.DataFrame:
 
     index = pd.read_parquet(ctx.index)
     entries = {k: e for k, e in ctx.cfg["methods_table"]["entries"].items() if e.get("heldout_experiment")}
-    df = pd.DataFrame([r for k, e in tqdm(entries.items(), desc="openset", unit="run") for r in openset_rows(ctx.cfg, index, k, e)])
+    df = pd.DataFrame(
+        [r for k, e in tqdm(entries.items(), desc="openset", unit="run") for r in openset_rows(ctx.cfg, index, k, e)]
+    )
     with atomic_path(ctx.out["csv"]) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     plot_openset(df, ctx.out["png"])
@@ -123,7 +144,10 @@ def plot_openset(df: pd.DataFrame, path) -> None:
         ax.legend(fontsize=7, loc="lower right")
     axes[0].set_yticks(y, names, fontsize=7)
     axes[0].invert_yaxis()
-    fig.suptitle(f"Unknown-generator detection on held-out generators ({df['profile'].iloc[0]}, "
-                 f"{df['n_classes'].iloc[0]} known classes)", fontsize=10)
+    fig.suptitle(
+        f"Unknown-generator detection on held-out generators ({df['profile'].iloc[0]}, "
+        f"{df['n_classes'].iloc[0]} known classes)",
+        fontsize=10,
+    )
     fig.tight_layout()
     save_png(fig, path, dpi=120)

@@ -49,8 +49,12 @@ class Report:
     files: dict[str, str] = field(default_factory=dict)  # output kind -> a file name other than <name>.<kind>
 
     def output_paths(self) -> dict[str, Path]:
-        return {kind: paths.RESULTS / self.files[kind] if kind in self.files
-                else paths.report_output(self.name, kind, self.dir_suffix) for kind in self.outputs}
+        return {
+            kind: paths.RESULTS / self.files[kind]
+            if kind in self.files
+            else paths.report_output(self.name, kind, self.dir_suffix)
+            for kind in self.outputs
+        }
 
 
 REPORTS = Registry("report")
@@ -68,10 +72,17 @@ def _table_settings(name: str) -> Callable[[dict], object]:
     return lambda cfg: (cfg.get("tables") or {}).get(name)
 
 
-def register_report(name: str, *, outputs: tuple[str, ...], runs: Callable[[dict], list[str]] = _no_runs,
-                    inputs: Callable[[dict], dict[str, list[str]]] = _index_only,
-                    settings: Callable[[dict], object] | None = None, dir_suffix: str = "", gpu: bool = False,
-                    files: dict[str, str] | None = None):
+def register_report(
+    name: str,
+    *,
+    outputs: tuple[str, ...],
+    runs: Callable[[dict], list[str]] = _no_runs,
+    inputs: Callable[[dict], dict[str, list[str]]] = _index_only,
+    settings: Callable[[dict], object] | None = None,
+    dir_suffix: str = "",
+    gpu: bool = False,
+    files: dict[str, str] | None = None,
+):
     """Decorator for `build(ctx: ReportContext)`; `outputs` are kinds from OUTPUT_KINDS. `settings(cfg)` is the
     part of params that shapes the report (a change re-runs it; default: its `tables.<name>` entry)."""
     unknown = set(outputs) - set(OUTPUT_KINDS)
@@ -81,15 +92,28 @@ def register_report(name: str, *, outputs: tuple[str, ...], runs: Callable[[dict
         raise ValueError(f"report {name!r}: a 'dir' output needs dir_suffix")
 
     def deco(fn: Callable[[ReportContext], object]) -> Callable[[ReportContext], object]:
-        REPORTS.register(name)(Report(name, fn, tuple(outputs), runs, inputs, settings or _table_settings(name),
-                                      (fn.__doc__ or "").strip(), dir_suffix, gpu, dict(files or {})))
+        REPORTS.register(name)(
+            Report(
+                name,
+                fn,
+                tuple(outputs),
+                runs,
+                inputs,
+                settings or _table_settings(name),
+                (fn.__doc__ or "").strip(),
+                dir_suffix,
+                gpu,
+                dict(files or {}),
+            )
+        )
         return fn
 
     return deco
 
 
-def build_report(name: str, cfg: dict, inputs: dict[str, list] | None = None,
-                 out: dict[str, Path] | None = None) -> object:
+def build_report(
+    name: str, cfg: dict, inputs: dict[str, list] | None = None, out: dict[str, Path] | None = None
+) -> object:
     """Build one report: by default from the finished runs it declares into its own output files."""
     report = load_reports().lookup(name)
     if inputs is None:

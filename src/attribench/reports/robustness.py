@@ -42,7 +42,9 @@ def perturbed_points(cfg: dict, rows: pd.DataFrame, perturbations: dict):
             yield axis, level_of(spec), derived_view(cfg, rows, spec)
 
 
-def robustness_curves(cfg: dict, index_path: str | Path, run_dir: str | Path, csv_out: str | Path, png_out: str | Path) -> pd.DataFrame:
+def robustness_curves(
+    cfg: dict, index_path: str | Path, run_dir: str | Path, csv_out: str | Path, png_out: str | Path
+) -> pd.DataFrame:
     from attribench.experiments.runs import predict_rows  # torch: only when the report is built, not at DAG time
 
     rb, run_dir = cfg["robustness"], Path(run_dir)
@@ -56,10 +58,22 @@ def robustness_curves(cfg: dict, index_path: str | Path, run_dir: str | Path, cs
         y_pred = predict_rows(cfg, spec, run_dir, ds).argmax(1)
         m = classification_metrics(y_true, y_pred, classes)
         lo, hi = bootstrap_ci(y_true, y_pred, seed=cfg["split"]["seed"])
-        out.append({"perturbation": axis, "level": level, "accuracy": m["accuracy"], "accuracy_ci95_lo": lo,
-                    "accuracy_ci95_hi": hi, "macro_f1": m["macro_f1"], "n_test": len(ds), "experiment": meta["experiment"],
-                    "attributor": meta["attributor_label"], "n_classes": len(classes), "chance": 1 / len(classes),
-                    "profile": cfg["profile"]})
+        out.append(
+            {
+                "perturbation": axis,
+                "level": level,
+                "accuracy": m["accuracy"],
+                "accuracy_ci95_lo": lo,
+                "accuracy_ci95_hi": hi,
+                "macro_f1": m["macro_f1"],
+                "n_test": len(ds),
+                "experiment": meta["experiment"],
+                "attributor": meta["attributor_label"],
+                "n_classes": len(classes),
+                "chance": 1 / len(classes),
+                "profile": cfg["profile"],
+            }
+        )
     df = pd.DataFrame(out)
     with atomic_path(csv_out) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
@@ -94,8 +108,14 @@ def _zoo_models(cfg: dict) -> dict[str, list[str]]:
     return index_input(cfg, models=models)
 
 
-@register_report("robustness", outputs=("csv", "png"), runs=lambda cfg: [cfg["robustness"]["experiment"]],
-                 inputs=_zoo_models, gpu=True, settings=lambda cfg: [cfg.get("robustness"), cfg["delivery"]])
+@register_report(
+    "robustness",
+    outputs=("csv", "png"),
+    runs=lambda cfg: [cfg["robustness"]["experiment"]],
+    inputs=_zoo_models,
+    gpu=True,
+    settings=lambda cfg: [cfg.get("robustness"), cfg["delivery"]],
+)
 def robustness_report(ctx: ReportContext) -> pd.DataFrame:
     """Train clean / test perturbed: accuracy per perturbation level (JPEG, blur, noise, bilateral, SDEdit)."""
     return robustness_curves(ctx.cfg, ctx.index, paths.run_dir(ctx.runs[0]), ctx.out["csv"], ctx.out["png"])

@@ -27,19 +27,34 @@ def study_rows(runs: list[dict], cfg: dict, name: str) -> pd.DataFrame:
     for exp in cfg["tables"][name]["experiments"]:
         spec = experiment_spec(cfg, exp)
         tr = spec.get("transform")
-        row = {"experiment": exp, "transform": tr["name"] if tr else "rgb",
-               "params": json.dumps({k: v for k, v in tr.items() if k != "name"}, sort_keys=True) if tr else "",
-               "input_size": spec["training"]["input_size"], "delivery_size": cfg["delivery"]["size"]}
+        row = {
+            "experiment": exp,
+            "transform": tr["name"] if tr else "rgb",
+            "params": json.dumps({k: v for k, v in tr.items() if k != "name"}, sort_keys=True) if tr else "",
+            "input_size": spec["training"]["input_size"],
+            "delivery_size": cfg["delivery"]["size"],
+        }
         m = by_exp.get(exp)
         if m is None:
             status = transform_status(cfg, exp)
-            row["status"] = {"ok": "missing run", "needs weights": f"needs weights ({tr and tr.get('model', '')})"}.get(status, status)
+            row["status"] = {"ok": "missing run", "needs weights": f"needs weights ({tr and tr.get('model', '')})"}.get(
+                status, status
+            )
         else:
             b = m["test"][next(iter(m["test"]))]
-            row.update(status="ran", accuracy=b["accuracy"], accuracy_ci95_lo=b["accuracy_ci95"][0],
-                       accuracy_ci95_hi=b["accuracy_ci95"][1], macro_f1=b["macro_f1"], n_test=b["n"],
-                       n_train=m["n_train"], n_classes=m["n_classes"], chance=m["chance"],
-                       attributor=m["attributor_label"], train_seconds=m["train_seconds"])
+            row.update(
+                status="ran",
+                accuracy=b["accuracy"],
+                accuracy_ci95_lo=b["accuracy_ci95"][0],
+                accuracy_ci95_hi=b["accuracy_ci95"][1],
+                macro_f1=b["macro_f1"],
+                n_test=b["n"],
+                n_train=m["n_train"],
+                n_classes=m["n_classes"],
+                chance=m["chance"],
+                attributor=m["attributor_label"],
+                train_seconds=m["train_seconds"],
+            )
         row["profile"] = cfg["profile"]
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -121,19 +136,24 @@ def _bar_figure(runs, png, cfg, index_path, name, title) -> pd.DataFrame:
 
 
 @register_figure("fig6_perturbations")
-def fig6_perturbations(runs, png: Path, cfg: dict, index_path: str, name: str = "fig6_perturbations", **_) -> pd.DataFrame:
+def fig6_perturbations(
+    runs, png: Path, cfg: dict, index_path: str, name: str = "fig6_perturbations", **_
+) -> pd.DataFrame:
     """Accuracy of an E.F. trained and tested on blurred / bilateral-filtered / noisy / SDEdited images."""
     return _bar_figure(runs, png, cfg, index_path, name, "Perturbations (Fig. 6)")
 
 
 @register_figure("fig7_representations")
-def fig7_representations(runs, png: Path, cfg: dict, index_path: str, name: str = "fig7_representations", **_) -> pd.DataFrame:
+def fig7_representations(
+    runs, png: Path, cfg: dict, index_path: str, name: str = "fig7_representations", **_
+) -> pd.DataFrame:
     """Accuracy of an E.F. trained and tested on a mid-level representation of every image."""
     return _bar_figure(runs, png, cfg, index_path, name, "Mid-level representations (Fig. 7)")
 
 
-def _curve(df: pd.DataFrame, png: Path, cfg: dict, x_col: str, xlabel: str, title: str,
-           whole_image_line: bool = False) -> pd.DataFrame:
+def _curve(
+    df: pd.DataFrame, png: Path, cfg: dict, x_col: str, xlabel: str, title: str, whole_image_line: bool = False
+) -> pd.DataFrame:
     """Accuracy (95% CI) against x_col on a log2 axis; with whole_image_line the untransformed (`rgb`)
     row is drawn as a reference line instead of a point."""
     ref = df[df["transform"] == "rgb"] if whole_image_line else df.iloc[:0]
@@ -169,4 +189,6 @@ def fig15_patches(runs, png: Path, cfg: dict, name: str = "fig15_patches", **_) 
     """Accuracy vs centre-patch size k (app. C.4): a k x k centre patch resized to the model input."""
     df = study_rows(runs, cfg, name)
     df["k"] = [json.loads(p)["k"] if p else np.nan for p in df["params"]]
-    return _curve(df, png, cfg, "k", "patch size k (k x k pixels)", "Centre patches (Fig. 15 right)", whole_image_line=True)
+    return _curve(
+        df, png, cfg, "k", "patch size k (k x k pixels)", "Centre patches (Fig. 15 right)", whole_image_line=True
+    )

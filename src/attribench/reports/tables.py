@@ -30,8 +30,13 @@ def register_table(name: str, figure: Callable[[list[dict], Path], object] | Non
 
         build.__doc__ = builder.__doc__
         outputs = ("csv", "md", "metrics") + (("png",) if figure else ())
-        register_report(name, outputs=outputs, runs=experiment_runs(name), inputs=lambda cfg: {},
-                        files={"png": png_name} if png_name else None)(build)
+        register_report(
+            name,
+            outputs=outputs,
+            runs=experiment_runs(name),
+            inputs=lambda cfg: {},
+            files={"png": png_name} if png_name else None,
+        )(build)
         return builder
 
     return deco
@@ -45,15 +50,28 @@ def _rows(runs: list[dict]) -> pd.DataFrame:
     rows = []
     for m in runs:
         for test, b in m["test"].items():
-            rows.append({
-                "experiment": m["experiment"], "attributor": m["attributor_label"], "model": m["model"],
-                "text": bool(m.get("uses_text", False)),
-                "input_size": m["input_size"], "train_on": m["train_dataset"], "test_on": test,
-                "accuracy": b["accuracy"], "accuracy_ci95_lo": b["accuracy_ci95"][0], "accuracy_ci95_hi": b["accuracy_ci95"][1],
-                "precision": b["macro_precision"], "recall": b["macro_recall"], "f1": b["macro_f1"],
-                "n_test": b["n"], "n_train": m["n_train"], "n_classes": m["n_classes"], "chance": m["chance"],
-                "profile": m["profile"],
-            })
+            rows.append(
+                {
+                    "experiment": m["experiment"],
+                    "attributor": m["attributor_label"],
+                    "model": m["model"],
+                    "text": bool(m.get("uses_text", False)),
+                    "input_size": m["input_size"],
+                    "train_on": m["train_dataset"],
+                    "test_on": test,
+                    "accuracy": b["accuracy"],
+                    "accuracy_ci95_lo": b["accuracy_ci95"][0],
+                    "accuracy_ci95_hi": b["accuracy_ci95"][1],
+                    "precision": b["macro_precision"],
+                    "recall": b["macro_recall"],
+                    "f1": b["macro_f1"],
+                    "n_test": b["n"],
+                    "n_train": m["n_train"],
+                    "n_classes": m["n_classes"],
+                    "chance": m["chance"],
+                    "profile": m["profile"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -63,8 +81,10 @@ def _acc_ci(r) -> str:
 
 def _footer(df: pd.DataFrame) -> str:
     r = df.iloc[0]
-    return (f"\nProfile `{r.profile}`; {r.n_classes} classes, chance {_pct(r.chance)}%. "
-            "Accuracy in % with a 95% bootstrap CI over test images.\n")
+    return (
+        f"\nProfile `{r.profile}`; {r.n_classes} classes, chance {_pct(r.chance)}%. "
+        "Accuracy in % with a 95% bootstrap CI over test images.\n"
+    )
 
 
 @register_table("table1")
@@ -72,10 +92,14 @@ def table1(runs: list[dict]) -> tuple[pd.DataFrame, str]:
     """N-way attribution accuracy per attributor, without / with the text prompt (Xu et al. Table 1:
     12 generators + real)."""
     df = _rows(runs)
-    md = ["| attributor | backbone / model | w/o text: accuracy % [95% CI] | w/ text: accuracy % [95% CI] |",
-          "| --- | --- | --- | --- |"]
+    md = [
+        "| attributor | backbone / model | w/o text: accuracy % [95% CI] | w/ text: accuracy % [95% CI] |",
+        "| --- | --- | --- | --- |",
+    ]
     for label, rows in df.groupby("attributor", sort=False):
-        cell = {t: _acc_ci(rows[rows.text == t].iloc[0]) if (rows.text == t).any() else "not run" for t in (False, True)}
+        cell = {
+            t: _acc_ci(rows[rows.text == t].iloc[0]) if (rows.text == t).any() else "not run" for t in (False, True)
+        }
         md.append(f"| {label} | `{rows.iloc[0].model}` | {cell[False]} | {cell[True]} |")
     return df, "\n".join(md) + "\n" + _footer(df)
 
@@ -85,7 +109,10 @@ def table5(runs: list[dict]) -> tuple[pd.DataFrame, str]:
     """Frozen vs fine-tuned backbone: accuracy, precision, recall, F1 (Xu et al. Table 5)."""
     df = _rows(runs)
     md = ["| attributor | accuracy % [95% CI] | precision % | recall % | F1 % |", "| --- | --- | --- | --- | --- |"]
-    md += [f"| {r.attributor} | {_acc_ci(r)} | {_pct(r.precision)} | {_pct(r.recall)} | {_pct(r.f1)} |" for r in df.itertuples()]
+    md += [
+        f"| {r.attributor} | {_acc_ci(r)} | {_pct(r.precision)} | {_pct(r.recall)} | {_pct(r.f1)} |"
+        for r in df.itertuples()
+    ]
     return df, "\n".join(md) + "\n" + _footer(df)
 
 
@@ -94,8 +121,11 @@ def table6(runs: list[dict]) -> tuple[pd.DataFrame, str]:
     """Accuracy, macro precision, recall and F1 of the Table 1 attributors, without / with text (Xu et al. Table 6)."""
     df = _rows(runs)
     md = ["| attributor | text | accuracy % | precision % | recall % | F1 % |", "| --- | --- | --- | --- | --- | --- |"]
-    md += [f"| {r.attributor} | {'w/' if r.text else 'w/o'} | {_pct(r.accuracy)} | {_pct(r.precision)} | "
-           f"{_pct(r.recall)} | {_pct(r.f1)} |" for r in df.itertuples()]
+    md += [
+        f"| {r.attributor} | {'w/' if r.text else 'w/o'} | {_pct(r.accuracy)} | {_pct(r.precision)} | "
+        f"{_pct(r.recall)} | {_pct(r.f1)} |"
+        for r in df.itertuples()
+    ]
     return df, "\n".join(md) + "\n" + _footer(df)
 
 
@@ -113,8 +143,21 @@ def _cross_domain_grid(df: pd.DataFrame, cell: Callable) -> str:
 def table2(runs: list[dict]) -> tuple[pd.DataFrame, str]:
     """Cross-domain accuracy: train on natural / creative / both, test on each (Xu et al. Table 2)."""
     df = _rows(runs)
-    cols = ["train_on", "test_on", "accuracy", "accuracy_ci95_lo", "accuracy_ci95_hi", "n_train", "n_test",
-            "attributor", "model", "n_classes", "chance", "profile", "experiment"]
+    cols = [
+        "train_on",
+        "test_on",
+        "accuracy",
+        "accuracy_ci95_lo",
+        "accuracy_ci95_hi",
+        "n_train",
+        "n_test",
+        "attributor",
+        "model",
+        "n_classes",
+        "chance",
+        "profile",
+        "experiment",
+    ]
     return df[cols], _cross_domain_grid(df, lambda r: _acc_ci(r)) + _footer(df)
 
 
@@ -122,8 +165,23 @@ def table2(runs: list[dict]) -> tuple[pd.DataFrame, str]:
 def table7(runs: list[dict]) -> tuple[pd.DataFrame, str]:
     """Cross-domain accuracy, macro precision, recall and F1 (Xu et al. Table 7)."""
     df = _rows(runs)
-    cols = ["train_on", "test_on", "accuracy", "precision", "recall", "f1", "accuracy_ci95_lo", "accuracy_ci95_hi",
-            "n_test", "attributor", "model", "n_classes", "chance", "profile", "experiment"]
+    cols = [
+        "train_on",
+        "test_on",
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "accuracy_ci95_lo",
+        "accuracy_ci95_hi",
+        "n_test",
+        "attributor",
+        "model",
+        "n_classes",
+        "chance",
+        "profile",
+        "experiment",
+    ]
     cell = lambda r: f"A {_pct(r.accuracy)} / P {_pct(r.precision)} / R {_pct(r.recall)} / F1 {_pct(r.f1)}"  # noqa: E731
     return df[cols], _cross_domain_grid(df, cell) + _footer(df)
 
@@ -135,14 +193,29 @@ def _study_rows(runs: list[dict]) -> pd.DataFrame:
             raise ValueError(f"run {m['experiment']} is not a hyperparameter study (no `study:` in its experiment)")
         st, test = m["study"], next(iter(m["test"]))
         b = m["test"][test]
-        rows.append({
-            "study": st["name"], "label": st["label"], "varied": st["vary"], "architecture": st["architecture"],
-            "values": " | ".join(map(str, st["values"])), "n_classes": m["n_classes"], "chance": m["chance"],
-            "accuracy": b["accuracy"], "accuracy_ci95_lo": b["accuracy_ci95"][0], "accuracy_ci95_hi": b["accuracy_ci95"][1],
-            "macro_f1": b["macro_f1"], "n_test": b["n"], "n_train": m["n_train"], "epochs": m["epochs"],
-            "attributor": m["attributor_label"], "model": m["model"], "input_size": m["input_size"],
-            "profile": m["profile"], "experiment": m["experiment"],
-        })
+        rows.append(
+            {
+                "study": st["name"],
+                "label": st["label"],
+                "varied": st["vary"],
+                "architecture": st["architecture"],
+                "values": " | ".join(map(str, st["values"])),
+                "n_classes": m["n_classes"],
+                "chance": m["chance"],
+                "accuracy": b["accuracy"],
+                "accuracy_ci95_lo": b["accuracy_ci95"][0],
+                "accuracy_ci95_hi": b["accuracy_ci95"][1],
+                "macro_f1": b["macro_f1"],
+                "n_test": b["n"],
+                "n_train": m["n_train"],
+                "epochs": m["epochs"],
+                "attributor": m["attributor_label"],
+                "model": m["model"],
+                "input_size": m["input_size"],
+                "profile": m["profile"],
+                "experiment": m["experiment"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -151,15 +224,20 @@ def table3(runs: list[dict]) -> tuple[pd.DataFrame, str]:
     sampling steps, seed), each vs its own chance level (Xu et al. Table 3)."""
     df = _study_rows(runs)
     head = [f"{r.label} ({r.architecture})" for r in df.itertuples()]
-    md = ["| | " + " | ".join(head) + " |", "| --- |" + " --- |" * len(df),
-          "| random chance % | " + " | ".join(_pct(r.chance) for r in df.itertuples()) + " |",
-          "| accuracy % [95% CI] | " + " | ".join(_acc_ci(r) for r in df.itertuples()) + " |",
-          "| macro-F1 % | " + " | ".join(_pct(r.macro_f1) for r in df.itertuples()) + " |",
-          "| classes / test images | " + " | ".join(f"{r.n_classes} / {r.n_test}" for r in df.itertuples()) + " |"]
+    md = [
+        "| | " + " | ".join(head) + " |",
+        "| --- |" + " --- |" * len(df),
+        "| random chance % | " + " | ".join(_pct(r.chance) for r in df.itertuples()) + " |",
+        "| accuracy % [95% CI] | " + " | ".join(_acc_ci(r) for r in df.itertuples()) + " |",
+        "| macro-F1 % | " + " | ".join(_pct(r.macro_f1) for r in df.itertuples()) + " |",
+        "| classes / test images | " + " | ".join(f"{r.n_classes} / {r.n_test}" for r in df.itertuples()) + " |",
+    ]
     r = df.iloc[0]
-    foot = (f"\nProfile `{r.profile}`; attributor {r.attributor} (`{r.model}`, {r.input_size} px), "
-            f"{', '.join(sorted({f'{e} epochs' for e in df.epochs}))}, {', '.join(sorted({str(n // k) for n, k in zip(df.n_train, df.n_classes)}))} "
-            "train images per class. Accuracy with a 95% bootstrap CI over test images.\n")
+    foot = (
+        f"\nProfile `{r.profile}`; attributor {r.attributor} (`{r.model}`, {r.input_size} px), "
+        f"{', '.join(sorted({f'{e} epochs' for e in df.epochs}))}, {', '.join(sorted({str(n // k) for n, k in zip(df.n_train, df.n_classes)}))} "
+        "train images per class. Accuracy with a 95% bootstrap CI over test images.\n"
+    )
     return df, "\n".join(md) + "\n" + foot
 
 
@@ -195,8 +273,11 @@ def study_confusion_grid(runs: list[dict], png: str | Path) -> Path:
         ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
         st = m.get("study", {})
-        ax.set_title(f"{st.get('label', m['experiment'])} ({st.get('architecture', '')})\n"
-                     f"acc {_pct(b['accuracy'])}% vs chance {_pct(m['chance'])}%", fontsize=9)
+        ax.set_title(
+            f"{st.get('label', m['experiment'])} ({st.get('architecture', '')})\n"
+            f"acc {_pct(b['accuracy'])}% vs chance {_pct(m['chance'])}%",
+            fontsize=9,
+        )
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("true", fontsize=8)
     fig.suptitle(f"Hyperparameter detectability: test confusion, row-normalised ({runs[0]['profile']})", fontsize=10)
@@ -209,8 +290,9 @@ def study_confusion_grid(runs: list[dict], png: str | Path) -> Path:
 register_table("table3", figure=study_confusion_grid, png_name="table3_confusion.png")(table3)
 
 
-def write_table(name: str, builder: TableBuilder, runs: list[dict], out: dict[str, Path],
-                figure: Callable | None = None) -> pd.DataFrame:
+def write_table(
+    name: str, builder: TableBuilder, runs: list[dict], out: dict[str, Path], figure: Callable | None = None
+) -> pd.DataFrame:
     df, md = builder(runs)
     if figure and "png" in out:
         figure(runs, out["png"])

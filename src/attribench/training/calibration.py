@@ -71,9 +71,16 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BI
     """Per non-empty bin: its range, image count, mean confidence and accuracy (the diagram's bars)."""
     conf, correct = probs.max(1), (probs.argmax(1) == labels)
     bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
-    return [{"lo": b / n_bins, "hi": (b + 1) / n_bins, "n": int((bins == b).sum()),
-             "confidence": float(conf[bins == b].mean()), "accuracy": float(correct[bins == b].mean())}
-            for b in np.unique(bins)]
+    return [
+        {
+            "lo": b / n_bins,
+            "hi": (b + 1) / n_bins,
+            "n": int((bins == b).sum()),
+            "confidence": float(conf[bins == b].mean()),
+            "accuracy": float(correct[bins == b].mean()),
+        }
+        for b in np.unique(bins)
+    ]
 
 
 def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str) -> None:
@@ -88,8 +95,13 @@ def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfect")
     for name, (probs, labels) in curves.items():
         rows = reliability_bins(probs, labels)
-        ax.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], marker="o", ms=3,
-                label=f"{name} (ECE {100 * ece(probs, labels):.1f}%)")
+        ax.plot(
+            [r["confidence"] for r in rows],
+            [r["accuracy"] for r in rows],
+            marker="o",
+            ms=3,
+            label=f"{name} (ECE {100 * ece(probs, labels):.1f}%)",
+        )
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top-1 probability)", ylabel="accuracy", title=title)
     ax.title.set_fontsize(8)
     ax.legend(fontsize=7, loc="upper left")

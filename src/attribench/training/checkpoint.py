@@ -65,8 +65,15 @@ def _optimizer_join(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(folder: Path, key: str, model: torch.nn.Module, opt: torch.optim.Optimizer,
-                    generators: dict[str, torch.Generator], best_state: dict | None, loop: dict) -> None:
+def save_checkpoint(
+    folder: Path,
+    key: str,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    generators: dict[str, torch.Generator],
+    best_state: dict | None,
+    loop: dict,
+) -> None:
     """Write the state after a finished epoch. `loop` is the loop's JSON-able counters/history."""
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -75,16 +82,23 @@ def save_checkpoint(folder: Path, key: str, model: torch.nn.Module, opt: torch.o
     opt_tensors, opt_meta = _optimizer_split(opt)
     tensors.update(opt_tensors)
     tensors.update(_rng_tensors(generators))
-    meta = {"key": key, "loop": loop, "optimizer": opt_meta, "has_best": best_state is not None,
-            "rng_numpy": _numpy_state(), "rng_python": _python_state()}
+    meta = {
+        "key": key,
+        "loop": loop,
+        "optimizer": opt_meta,
+        "has_best": best_state is not None,
+        "rng_numpy": _numpy_state(),
+        "rng_python": _python_state(),
+    }
     with atomic_path(folder / TENSORS) as tmp:
         save_file(tensors, str(tmp))
     with atomic_path(folder / META) as tmp:  # last: a checkpoint counts once its JSON is there
         tmp.write_text(json.dumps(meta) + "\n")
 
 
-def load_checkpoint(folder: Path, key: str, model: torch.nn.Module, opt: torch.optim.Optimizer,
-                    generators: dict[str, torch.Generator]) -> tuple[dict, dict | None] | None:
+def load_checkpoint(
+    folder: Path, key: str, model: torch.nn.Module, opt: torch.optim.Optimizer, generators: dict[str, torch.Generator]
+) -> tuple[dict, dict | None] | None:
     """Restore model, optimizer and RNG states in place; returns (loop, best_state), or None when
     there is no checkpoint of this run (absent, or written for another key)."""
     if not (folder / META).exists() or not (folder / TENSORS).exists():

@@ -75,10 +75,22 @@ def autocast(device: str, amp: str | None):
     return contextlib.nullcontext()
 
 
-def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, hooks: Hooks, *, epochs: int, device: str,
-        log: Callable[[str], None], checkpoint_dir: Path | None = None, checkpoint_every: int = 0,
-        key: str = "", micro_batch: int | None = None, amp: str | None = None, log_every: int = 0,
-        desc: str = "train") -> FitResult:
+def fit(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    hooks: Hooks,
+    *,
+    epochs: int,
+    device: str,
+    log: Callable[[str], None],
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: int = 0,
+    key: str = "",
+    micro_batch: int | None = None,
+    amp: str | None = None,
+    log_every: int = 0,
+    desc: str = "train",
+) -> FitResult:
     history, best_value, best_epoch, best_state = [], -float("inf"), 0, None
     step, step_seconds, seen_total, start = 0, 0.0, 0, 1
     if checkpoint_dir is not None and checkpoint_every:
@@ -131,11 +143,32 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, hooks: Hooks, *, epo
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", val=f"{value:.4f}", best=f"{best_value:.4f}")
         log(history_line(row))
         if checkpoint_dir is not None and checkpoint_every and epoch % checkpoint_every == 0 and epoch < epochs:
-            save_checkpoint(checkpoint_dir, key, model, opt, hooks.generators, best_state, {
-                "epoch": epoch, "history": history, "best_value": best_value, "best_epoch": best_epoch,
-                "step": step, "step_seconds": step_seconds, "seen": seen_total})
+            save_checkpoint(
+                checkpoint_dir,
+                key,
+                model,
+                opt,
+                hooks.generators,
+                best_state,
+                {
+                    "epoch": epoch,
+                    "history": history,
+                    "best_value": best_value,
+                    "best_epoch": best_epoch,
+                    "step": step,
+                    "step_seconds": step_seconds,
+                    "seen": seen_total,
+                },
+            )
     bar.close()
     if checkpoint_dir is not None:
         remove_checkpoint(checkpoint_dir)  # the run's outputs now stand for it
-    return FitResult(best_state, best_value, best_epoch, history, time.perf_counter() - t_start,
-                     seen_total / step_seconds if step_seconds else None, start - 1)
+    return FitResult(
+        best_state,
+        best_value,
+        best_epoch,
+        history,
+        time.perf_counter() - t_start,
+        seen_total / step_seconds if step_seconds else None,
+        start - 1,
+    )

@@ -25,6 +25,7 @@ def register_augmentation(name: str):
     def deco(fn):
         AUGMENTATIONS[name] = fn
         return fn
+
     return deco
 
 
@@ -32,6 +33,7 @@ def register_loss(name: str):
     def deco(fn):
         LOSSES[name] = fn
         return fn
+
     return deco
 
 

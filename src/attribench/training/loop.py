@@ -42,12 +42,24 @@ from attribench.training.hooks import make_augmentation, make_loss
 REQUIRED = ("attributor", "attributor_spec", "input_size", "epochs", "classes")
 REQUIRED_FEATURES = ("attributor", "attributor_spec", "epochs", "classes")  # no pixels, no input size
 # Paper values (app. B) for everything a spec leaves out; epochs stay required (paper: 2000).
-DEFAULTS = {"batch_size": 128, "lr": 2e-4, "weight_decay": 0.05, "warmup_epochs": 20,
-            "min_lr": 1e-5, "seed": 0, "num_threads": None, "device": "cpu",
-            "augment": None, "loss": "ce",  # hooks.py: training-image augmentation, loss
-            "checkpoint_every": 0, "log_every": 0,  # epochs between resumable checkpoints; steps between log lines
-            "num_workers": 0, "micro_batch_size": None,  # DataLoader workers; gradient accumulation chunk
-            "amp": "bf16", "pixel_cache": None}  # autocast dtype on CUDA (None: fp32); streamed pixel folder
+DEFAULTS = {
+    "batch_size": 128,
+    "lr": 2e-4,
+    "weight_decay": 0.05,
+    "warmup_epochs": 20,
+    "min_lr": 1e-5,
+    "seed": 0,
+    "num_threads": None,
+    "device": "cpu",
+    "augment": None,
+    "loss": "ce",  # hooks.py: training-image augmentation, loss
+    "checkpoint_every": 0,
+    "log_every": 0,  # epochs between resumable checkpoints; steps between log lines
+    "num_workers": 0,
+    "micro_batch_size": None,  # DataLoader workers; gradient accumulation chunk
+    "amp": "bf16",
+    "pixel_cache": None,
+}  # autocast dtype on CUDA (None: fp32); streamed pixel folder
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, lr: float, min_lr: float) -> float:
@@ -76,9 +88,14 @@ def torch_settings(num_threads: int | None) -> Iterator[None]:
 
 
 @torch.inference_mode()
-def predict_batches(model: torch.nn.Module, x: torch.Tensor, batch_size: int, device: str = "cpu",
-                    prepare: Callable[[torch.Tensor], torch.Tensor] = normalise,
-                    text: torch.Tensor | None = None) -> np.ndarray:
+def predict_batches(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    batch_size: int,
+    device: str = "cpu",
+    prepare: Callable[[torch.Tensor], torch.Tensor] = normalise,
+    text: torch.Tensor | None = None,
+) -> np.ndarray:
     """Softmax probabilities for stored inputs, `prepare`d batch by batch (with `text`, row-aligned
     text vectors, the model is called as model(x, text)). Validation, test and `predict*` all go
     through here with the same batch size, so recorded and re-computed predictions match exactly."""
@@ -92,8 +109,9 @@ def predict_batches(model: torch.nn.Module, x: torch.Tensor, batch_size: int, de
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
 
-def predict_pixels(model: torch.nn.Module, pixels: torch.Tensor, batch_size: int, device: str = "cpu",
-                   text: torch.Tensor | None = None) -> np.ndarray:
+def predict_pixels(
+    model: torch.nn.Module, pixels: torch.Tensor, batch_size: int, device: str = "cpu", text: torch.Tensor | None = None
+) -> np.ndarray:
     """Softmax probabilities for preprocessed uint8 images (normalised here), plus their text
     vectors for a model trained with text."""
     return predict_batches(model, pixels, batch_size, device, normalise, text)
@@ -112,9 +130,13 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[torch.nn.Modul
     return model.to(device).eval(), meta
 
 
-def predict(run_dir: str | Path, images: Sequence[bytes], device: str = "cpu",
-            prompts: Sequence[str | None] | None = None,
-            text_vectors: np.ndarray | torch.Tensor | Sequence | None = None) -> np.ndarray:
+def predict(
+    run_dir: str | Path,
+    images: Sequence[bytes],
+    device: str = "cpu",
+    prompts: Sequence[str | None] | None = None,
+    text_vectors: np.ndarray | torch.Tensor | Sequence | None = None,
+) -> np.ndarray:
     """Class probabilities (n_images, n_classes; columns in model.json's `classes` order). A run
     trained on feature vectors recomputes them from the images with its recorded feature spec
     (`prompts` are needed when that spec has a text part). An image run trained with text takes the
@@ -135,7 +157,11 @@ def predict(run_dir: str | Path, images: Sequence[bytes], device: str = "cpu",
         return predict_features(run_dir, vectors, device)
     model, meta = load_model(run_dir, device)
     size = meta["input_size"]
-    pixels = torch.stack([resize_crop(b, size) for b in images]) if len(images) else torch.empty((0, 3, size, size), dtype=torch.uint8)
+    pixels = (
+        torch.stack([resize_crop(b, size) for b in images])
+        if len(images)
+        else torch.empty((0, 3, size, size), dtype=torch.uint8)
+    )
     with torch_settings(meta.get("num_threads")):
         text = _text_vectors(run_dir, meta, len(images), prompts, text_vectors) if meta.get("text") else None
         return predict_pixels(model, pixels, meta["eval_batch_size"], device, text)
@@ -147,8 +173,10 @@ def _text_vectors(run_dir, meta: dict, n: int, prompts, text_vectors) -> torch.T
     if text_vectors is None:
         spec = meta.get("text_spec")
         if prompts is None or not spec:
-            raise ValueError(f"{run_dir} was trained with text vectors: pass text_vectors="
-                             + (" or prompts=" if spec else " (it records no text_spec to embed prompts with)"))
+            raise ValueError(
+                f"{run_dir} was trained with text vectors: pass text_vectors="
+                + (" or prompts=" if spec else " (it records no text_spec to embed prompts with)")
+            )
         from attribench.models.text_encoders import load_text_encoder  # the encoder loads only when needed
 
         text_vectors = load_text_encoder(spec["encoder"], spec.get("spec")).encode(list(prompts))
@@ -184,9 +212,13 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def train_run(index: pd.DataFrame, spec: dict, out_dir: str | Path,
-              inputs: dict[str, torch.Tensor] | None = None,
-              text_inputs: dict[str, torch.Tensor] | None = None) -> dict:
+def train_run(
+    index: pd.DataFrame,
+    spec: dict,
+    out_dir: str | Path,
+    inputs: dict[str, torch.Tensor] | None = None,
+    text_inputs: dict[str, torch.Tensor] | None = None,
+) -> dict:
     """Train on split 'train' and pick the epoch by 'val' accuracy (other splits are ignored); write
     the run's model (model.json + model.safetensors), history.csv, train.log and training.json.
     Returns the training summary (see trainers.py); testing and metrics.json are the experiment's.
@@ -216,6 +248,7 @@ def run_log(out_dir: Path, num_threads: int | None) -> Iterator[Callable[[str], 
     out_dir.mkdir(parents=True, exist_ok=True)
     mode = "a" if (checkpoint_dir(out_dir) / "state.json").exists() else "w"
     with torch_settings(num_threads), open(out_dir / "train.log", mode) as log_file:
+
         def log(msg: str) -> None:
             log_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
             log_file.flush()
@@ -224,8 +257,9 @@ def run_log(out_dir: Path, num_threads: int | None) -> Iterator[Callable[[str], 
 
 
 @torch.no_grad()
-def _check_input(model: torch.nn.Module, example: tuple[torch.Tensor, ...], what: str, attributor_spec: dict,
-                 device: str) -> None:
+def _check_input(
+    model: torch.nn.Module, example: tuple[torch.Tensor, ...], what: str, attributor_spec: dict, device: str
+) -> None:
     """Fail before training, with a readable message, when the architecture cannot take the input
     (timm's EfficientFormer v1 only takes 224 px; V2 needs model_kwargs img_size == input_size; a
     head's in_dim must match the vectors; a model given text must take it, and of its text_dim)."""
@@ -268,7 +302,11 @@ def flip_batch(px: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
 def make_loader(ds, spec: dict, generator: torch.Generator, device: str) -> DataLoader:
     bs, workers = int(spec["batch_size"]), int(spec["num_workers"])
     return DataLoader(
-        ds, batch_size=bs, shuffle=True, generator=generator, num_workers=workers,
+        ds,
+        batch_size=bs,
+        shuffle=True,
+        generator=generator,
+        num_workers=workers,
         pin_memory=str(device).startswith("cuda"),
         # Persistent workers would keep an old epoch's copy of the dataset: not with augmentation.
         persistent_workers=workers > 0 and getattr(ds, "augment", None) is None,
@@ -285,7 +323,9 @@ def _datasets(parts: dict[str, pd.DataFrame], spec: dict, classes: list[str], te
         px = {s: pixel_cache(df, size, spec["pixel_cache"], resize_crop) for s, df in parts.items()}
         log(f"streaming pixels from {', '.join(str(p.path) for p in px.values())}")
         images = load_images(parts["train"]) if augment is not None else None  # the hook decodes originals
-        train_ds = index_dataset(parts["train"], images, train=True, seed=seed, augment=augment, pixels=px["train"], **common)
+        train_ds = index_dataset(
+            parts["train"], images, train=True, seed=seed, augment=augment, pixels=px["train"], **common
+        )
         val_ds = index_dataset(parts["val"], None, train=False, pixels=px["val"], **common)
     else:
         images = load_images(pd.concat(parts.values()))
@@ -295,8 +335,14 @@ def _datasets(parts: dict[str, pd.DataFrame], spec: dict, classes: list[str], te
     return train_ds, val_ds
 
 
-def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log, inputs: dict[str, torch.Tensor] | None,
-           text_inputs: dict[str, torch.Tensor] | None) -> dict:
+def _train(
+    index: pd.DataFrame,
+    spec: dict,
+    out_dir: Path,
+    log,
+    inputs: dict[str, torch.Tensor] | None,
+    text_inputs: dict[str, torch.Tensor] | None,
+) -> dict:
     classes, seed, device = list(spec["classes"]), int(spec["seed"]), spec["device"]
     size = int(spec["input_size"]) if spec.get("input_size") is not None else None
     eval_bs = int(spec.get("eval_batch_size") or spec["batch_size"])
@@ -363,30 +409,62 @@ def _train(index: pd.DataFrame, spec: dict, out_dir: Path, log, inputs: dict[str
         return loss_fn(logits, y), len(y), (logits.argmax(1) == y).sum()
 
     hooks = Hooks(
-        batches=batches, loss=loss, metric="val_acc", generators={"loader": loader_rng, "flip": flip_rng},
+        batches=batches,
+        loss=loss,
+        metric="val_acc",
+        generators={"loader": loader_rng, "flip": flip_rng},
         validate=lambda m: (predict_batches(m, val_x, eval_bs, device, prepare, val_t).argmax(1) == val_y).mean(),
-        lr=lambda step, epoch: lr_at(step, total, warmup, spec["lr"], spec["min_lr"]))
-    res = fit(model, opt, hooks, epochs=epochs, device=device, log=log, checkpoint_dir=checkpoint_dir(out_dir),
-              checkpoint_every=int(spec["checkpoint_every"] or 0), key=run_key(spec, parts["train"], parts["val"]),
-              micro_batch=spec["micro_batch_size"], amp=spec["amp"], log_every=int(spec["log_every"] or 0))
+        lr=lambda step, epoch: lr_at(step, total, warmup, spec["lr"], spec["min_lr"]),
+    )
+    res = fit(
+        model,
+        opt,
+        hooks,
+        epochs=epochs,
+        device=device,
+        log=log,
+        checkpoint_dir=checkpoint_dir(out_dir),
+        checkpoint_every=int(spec["checkpoint_every"] or 0),
+        key=run_key(spec, parts["train"], parts["val"]),
+        micro_batch=spec["micro_batch_size"],
+        amp=spec["amp"],
+        log_every=int(spec["log_every"] or 0),
+    )
     log(f"best epoch {res.best_epoch} val_acc={res.best_value:.6g}; {res.train_seconds:.1f}s")
 
     with atomic_path(out_dir / "model.safetensors") as tmp:
         save_file(res.best_state, str(tmp))
-    _write_json({"attributor": spec["attributor"], "attributor_spec": spec["attributor_spec"],
-                 "classes": classes, "input_size": size, "eval_batch_size": eval_bs,
-                 "num_threads": spec["num_threads"], "best_epoch": res.best_epoch, "seed": seed,
-                 "n_parameters": n_params, **extra_meta}, out_dir / "model.json")
+    _write_json(
+        {
+            "attributor": spec["attributor"],
+            "attributor_spec": spec["attributor_spec"],
+            "classes": classes,
+            "input_size": size,
+            "eval_batch_size": eval_bs,
+            "num_threads": spec["num_threads"],
+            "best_epoch": res.best_epoch,
+            "seed": seed,
+            "n_parameters": n_params,
+            **extra_meta,
+        },
+        out_dir / "model.json",
+    )
     with atomic_path(out_dir / "history.csv") as tmp:
-        pd.DataFrame(res.history, columns=["epoch", "lr", "train_loss", "train_acc", "val_acc"]).to_csv(tmp, index=False)
+        pd.DataFrame(res.history, columns=["epoch", "lr", "train_loss", "train_acc", "val_acc"]).to_csv(
+            tmp, index=False
+        )
     return write_summary(out_dir, res, n_train=len(train_ds), n_val=len(val_ds), epochs=epochs, n_parameters=n_params)
 
 
 def write_summary(out_dir: Path, res: FitResult, **fields) -> dict:
     """training.json: what the trainer reports to the experiment (trainers.py lists the keys)."""
-    summary = {"best_epoch": res.best_epoch, "best_val_accuracy": res.best_value,
-               "train_seconds": res.train_seconds,  # whole loop, validation included
-               "train_images_per_second": res.images_per_second,  # optimisation steps only
-               "resumed_from_epoch": res.resumed_from, **fields}
+    summary = {
+        "best_epoch": res.best_epoch,
+        "best_val_accuracy": res.best_value,
+        "train_seconds": res.train_seconds,  # whole loop, validation included
+        "train_images_per_second": res.images_per_second,  # optimisation steps only
+        "resumed_from_epoch": res.resumed_from,
+        **fields,
+    }
     _write_json(summary, out_dir / "training.json")
     return summary

@@ -34,9 +34,7 @@ def classification_metrics(y_true: Sequence, y_pred: Sequence, labels: list[str]
     prec, rec, f1, _ = precision_recall_fscore_support(t, p, average="macro", zero_division=0)
     cm = confusion_matrix(t, p, labels=list(range(k)))
     support = cm.sum(axis=1)
-    per_class = {
-        lab: (float(cm[i, i] / support[i]) if support[i] else None) for i, lab in enumerate(labels)
-    }
+    per_class = {lab: (float(cm[i, i] / support[i]) if support[i] else None) for i, lab in enumerate(labels)}
     return {
         "accuracy": float(accuracy_score(t, p)),
         "macro_precision": float(prec),
@@ -89,8 +87,15 @@ def plot_confusion(cm: Sequence[Sequence[int]], labels: Sequence[str], path: str
     ax.set_title(title)
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
-                    color="white" if share[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if share[i, j] > 0.5 else "black",
+            )
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)

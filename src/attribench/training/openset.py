@@ -30,9 +30,15 @@ def head_layer(model: torch.nn.Module, num_classes: int) -> torch.nn.Linear | No
 
 
 @torch.inference_mode()
-def logits_and_features(model: torch.nn.Module, x: torch.Tensor, batch_size: int, num_classes: int,
-                        prepare: Callable[[torch.Tensor], torch.Tensor], device: str = "cpu",
-                        text: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def logits_and_features(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    batch_size: int,
+    num_classes: int,
+    prepare: Callable[[torch.Tensor], torch.Tensor],
+    device: str = "cpu",
+    text: torch.Tensor | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Logits (n, C) and penultimate features (n, D) (None without a Linear head), batch by batch as
     training.loop.predict_batches does, so softmax(logits) equals the recorded probabilities."""
     model.eval()
@@ -63,11 +69,18 @@ def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, num_classes: int) 
     per class and wide features), as float32 tensors to store in safetensors."""
     from sklearn.covariance import LedoitWolf
 
-    means = np.stack([features[labels == c].mean(0) if (labels == c).any() else np.full(features.shape[1], np.nan)
-                      for c in range(num_classes)])
+    means = np.stack(
+        [
+            features[labels == c].mean(0) if (labels == c).any() else np.full(features.shape[1], np.nan)
+            for c in range(num_classes)
+        ]
+    )
     centred = features - means[labels]
     precision = LedoitWolf().fit(centred).precision_
-    return {"means": torch.from_numpy(means.astype(np.float32)), "precision": torch.from_numpy(precision.astype(np.float32))}
+    return {
+        "means": torch.from_numpy(means.astype(np.float32)),
+        "precision": torch.from_numpy(precision.astype(np.float32)),
+    }
 
 
 def mahalanobis(features: np.ndarray, stats: dict[str, torch.Tensor]) -> np.ndarray:
@@ -110,12 +123,16 @@ def oscr(score: np.ndarray, is_unknown: np.ndarray, correct: np.ndarray) -> floa
 def openset_metrics(score: np.ndarray, is_unknown: np.ndarray, correct: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import roc_auc_score
 
-    return {"auroc": float(roc_auc_score(is_unknown, score)), "oscr": oscr(score, is_unknown, correct),
-            "tpr_at_5fpr": tpr_at_fpr(score, is_unknown)}
+    return {
+        "auroc": float(roc_auc_score(is_unknown, score)),
+        "oscr": oscr(score, is_unknown, correct),
+        "tpr_at_5fpr": tpr_at_fpr(score, is_unknown),
+    }
 
 
-def bootstrap_openset(score: np.ndarray, is_unknown: np.ndarray, correct: np.ndarray, n_boot: int = 1000,
-                      seed: int = 0) -> dict[str, tuple[float, float]]:
+def bootstrap_openset(
+    score: np.ndarray, is_unknown: np.ndarray, correct: np.ndarray, n_boot: int = 1000, seed: int = 0
+) -> dict[str, tuple[float, float]]:
     """95% percentile CIs of openset_metrics, resampling knowns and unknowns separately (both present)."""
     rng = np.random.default_rng(seed)
     kn, un = np.flatnonzero(~is_unknown), np.flatnonzero(is_unknown)
@@ -123,5 +140,7 @@ def bootstrap_openset(score: np.ndarray, is_unknown: np.ndarray, correct: np.nda
     for _ in range(n_boot):
         i = np.concatenate([rng.choice(kn, len(kn)), rng.choice(un, len(un))])
         draws.append(openset_metrics(score[i], is_unknown[i], correct[i]))
-    return {k: (float(np.percentile([d[k] for d in draws], 2.5)), float(np.percentile([d[k] for d in draws], 97.5)))
-            for k in draws[0]}
+    return {
+        k: (float(np.percentile([d[k] for d in draws], 2.5)), float(np.percentile([d[k] for d in draws], 97.5)))
+        for k in draws[0]
+    }

@@ -14,12 +14,14 @@ if TYPE_CHECKING:
 def to_float(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [0, 1] (kornia's convention)."""
     import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
+
     return torch.from_numpy(np.require(images, requirements=["C", "W"])).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """float (N, C, H, W) in [0, 1], C in {1, 3} -> uint8 (N, H, W, 3); one channel is replicated."""
     import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
+
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
     return x.clamp(0, 1).mul(255).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
@@ -34,6 +36,7 @@ def image_seed(image_id: str, *salt) -> int:
 def chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, per_chunk: int) -> torch.Tensor:
     """Apply `fn` over batch chunks: bounds the peak memory of window-unfolding filters."""
     import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
+
     return torch.cat([fn(part) for part in _split(x, max(1, per_chunk))])
 
 

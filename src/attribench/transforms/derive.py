@@ -44,21 +44,27 @@ def derive_rows(records: list[dict], spec: dict) -> list[dict]:
         by_shape[im.shape].append(i)  # a batched filter needs one shape; raw shards may mix sizes
     encoded: list[tuple[bytes, str] | None] = [None] * len(records)
     for idx in by_shape.values():
-        blobs, fmt = encode(spec, np.stack([images[i] for i in idx]), ids=[records[i]["image_id"] for i in idx],
-                            prompts=[_text(records[i].get("prompt")) for i in idx])
+        blobs, fmt = encode(
+            spec,
+            np.stack([images[i] for i in idx]),
+            ids=[records[i]["image_id"] for i in idx],
+            prompts=[_text(records[i].get("prompt")) for i in idx],
+        )
         for i, data in zip(idx, blobs):
             encoded[i] = (data, fmt)
     rows = []
     for r, im, (data, fmt) in zip(records, images, encoded):
         prov = {k: v for k, v in r.items() if k not in ("image", "image_id", "format")}
-        prov.update(parent_id=r["image_id"], transform=compose(r.get("transform"), spec),
-                    height=im.shape[0], width=im.shape[1])
+        prov.update(
+            parent_id=r["image_id"], transform=compose(r.get("transform"), spec), height=im.shape[0], width=im.shape[1]
+        )
         rows.append(make_row(data, fmt, **prov))
     return rows
 
 
-def apply_to_shard(in_path: str | Path, out_path: str | Path, spec: str | dict, batch_size: int = 64,
-                   cfg: dict | None = None) -> Path:
+def apply_to_shard(
+    in_path: str | Path, out_path: str | Path, spec: str | dict, batch_size: int = 64, cfg: dict | None = None
+) -> Path:
     """Write the derived shard of `in_path` under `spec` to `out_path` (atomic; progress on stderr), in
     resumable parts of `batch_size` images (transforms.parts); `cfg` (its `derive` block) sets the runtime."""
     from attribench.transforms import runtime

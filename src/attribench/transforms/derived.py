@@ -38,7 +38,11 @@ def derived_view(cfg: dict, rows: pd.DataFrame, spec: dict, shard: str | Path | 
     derived = read_metadata([shard])[["image_id", "parent_id", "shard", "transform"]]
     missing = set(parents["image_id"]) - set(derived["parent_id"])
     if missing:
-        raise RuntimeError(f"{shard}: no derived image for {len(missing)} parent(s), e.g. {sorted(missing)[:3]}; delete it to rebuild")
+        raise RuntimeError(
+            f"{shard}: no derived image for {len(missing)} parent(s), e.g. {sorted(missing)[:3]}; delete it to rebuild"
+        )
     derived = derived.drop_duplicates("parent_id")
-    out = rows.drop(columns=[c for c in ("parent_id", "transform") if c in rows]).rename(columns={"image_id": "parent_id", "shard": "parent_shard"})
+    out = rows.drop(columns=[c for c in ("parent_id", "transform") if c in rows]).rename(
+        columns={"image_id": "parent_id", "shard": "parent_shard"}
+    )
     return out.merge(derived, on="parent_id", how="left", validate="many_to_one")

@@ -45,8 +45,18 @@ def _inpainter(path: str, device: str, runtime: Runtime):
 
 
 @register("inpaint", kind="perturbation", model_param="model")
-def inpaint(images: np.ndarray, meta: BatchMeta, *, band: str, model: str = SDXL_INPAINT, steps: int = 20,
-            guidance: float = 8.0, strength: float = 0.99, paste_back: bool = True, seed: int = 0) -> np.ndarray:
+def inpaint(
+    images: np.ndarray,
+    meta: BatchMeta,
+    *,
+    band: str,
+    model: str = SDXL_INPAINT,
+    steps: int = 20,
+    guidance: float = 8.0,
+    strength: float = 0.99,
+    paste_back: bool = True,
+    seed: int = 0,
+) -> np.ndarray:
     """Inpaint a free-form mask of area `band` (small 0-15%, medium 15-30%, large 30-60%) with `model`.
 
     The paper names only the model (SDXL Inpainting) and the bands. steps=20, guidance=8.0, strength=0.99
@@ -57,17 +67,25 @@ def inpaint(images: np.ndarray, meta: BatchMeta, *, band: str, model: str = SDXL
     bit for bit.
     """
     import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
+
     if band not in BANDS:
         raise ValueError(f"unknown mask band {band!r}; known: {sorted(BANDS)}")
     pipe = _inpainter(resolve_weights(model), device(), current())
     h, w = images.shape[1:3]
     masks = np.stack([edit_mask(i, h, w, band) for i in meta.ids])
     gens = [torch.Generator("cpu").manual_seed(image_seed(i, "inpaint", seed)) for i in meta.ids]
-    out = pipe(prompt=list(meta.prompts), image=[Image.fromarray(im) for im in images],
-               mask_image=[Image.fromarray(m.astype(np.uint8) * 255) for m in masks],
-               height=max(8, h - h % 8), width=max(8, w - w % 8), strength=float(strength),
-               num_inference_steps=int(steps), guidance_scale=float(guidance), generator=gens,
-               output_type="pt").images
+    out = pipe(
+        prompt=list(meta.prompts),
+        image=[Image.fromarray(im) for im in images],
+        mask_image=[Image.fromarray(m.astype(np.uint8) * 255) for m in masks],
+        height=max(8, h - h % 8),
+        width=max(8, w - w % 8),
+        strength=float(strength),
+        num_inference_steps=int(steps),
+        guidance_scale=float(guidance),
+        generator=gens,
+        output_type="pt",
+    ).images
     if out.shape[-2:] != (h, w):
         out = torch.nn.functional.interpolate(out.float(), size=(h, w), mode="bicubic", align_corners=False)
     out = to_uint8(out.float().cpu())

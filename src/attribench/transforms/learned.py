@@ -39,6 +39,7 @@ def depth(images: np.ndarray, meta: BatchMeta, *, model: str = "LiheYoung/depth-
     Any depth class works: Depth Anything v1/v2 (`depth-anything/Depth-Anything-V2-Small-hf`), DPT/MiDaS.
     """
     import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
+
     processor, net = _depth_model(resolve_weights(model), device(), current())
     inputs = processor(images=list(images), return_tensors="pt").to(net.device)
     inputs["pixel_values"] = inputs["pixel_values"].to(net.dtype)
@@ -58,35 +59,70 @@ def _marigold(cls_name: str, path: str, device: str, runtime: Runtime):
     return load_pipeline(getattr(diffusers, cls_name), path, device)
 
 
-def _marigold_predict(cls_name: str, images: np.ndarray, meta: BatchMeta, model: str, steps: int | None,
-                      ensemble_size: int, processing_resolution: int | None, seed: int, tag: str):
+def _marigold_predict(
+    cls_name: str,
+    images: np.ndarray,
+    meta: BatchMeta,
+    model: str,
+    steps: int | None,
+    ensemble_size: int,
+    processing_resolution: int | None,
+    seed: int,
+    tag: str,
+):
     import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
+
     pipe = _marigold(cls_name, resolve_weights(model), device(), current())
     # One generator per (image, ensemble member), from the image id: results do not depend on batching.
-    gens = [torch.Generator("cpu").manual_seed(image_seed(i, tag, e, seed)) for i in meta.ids for e in range(ensemble_size)]
-    out = pipe(to_float(images), num_inference_steps=steps, ensemble_size=ensemble_size,
-               processing_resolution=processing_resolution, batch_size=current().model_batch_size, generator=gens,
-               output_type="pt")
+    gens = [
+        torch.Generator("cpu").manual_seed(image_seed(i, tag, e, seed)) for i in meta.ids for e in range(ensemble_size)
+    ]
+    out = pipe(
+        to_float(images),
+        num_inference_steps=steps,
+        ensemble_size=ensemble_size,
+        processing_resolution=processing_resolution,
+        batch_size=current().model_batch_size,
+        generator=gens,
+        output_type="pt",
+    )
     return pipe, out.prediction.float().cpu()
 
 
 @register("normals", kind="representation", model_param="model")
-def normals(images: np.ndarray, meta: BatchMeta, *, model: str = "prs-eth/marigold-normals-v1-1",
-            steps: int | None = None, ensemble_size: int = 1, processing_resolution: int | None = None,
-            seed: int = 0) -> np.ndarray:
+def normals(
+    images: np.ndarray,
+    meta: BatchMeta,
+    *,
+    model: str = "prs-eth/marigold-normals-v1-1",
+    steps: int | None = None,
+    ensemble_size: int = 1,
+    processing_resolution: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
     """Surface normals (MarigoldNormalsPipeline), shown as RGB = (n + 1) / 2 (Marigold's own visualisation).
 
     steps / processing_resolution None = the checkpoint's defaults (v1-1: 4 steps, 768 px); the output is
     resized back to the input size by the pipeline. Noise is seeded per image id.
     """
-    pipe, pred = _marigold_predict("MarigoldNormalsPipeline", images, meta, model, steps, ensemble_size,
-                                   processing_resolution, seed, "normals")
+    pipe, pred = _marigold_predict(
+        "MarigoldNormalsPipeline", images, meta, model, steps, ensemble_size, processing_resolution, seed, "normals"
+    )
     return np.stack([np.asarray(im.convert("RGB")) for im in pipe.image_processor.visualize_normals(pred)])
 
 
 def _intrinsic(target: str, images, meta, model, steps, ensemble_size, processing_resolution, seed) -> np.ndarray:
-    pipe, pred = _marigold_predict("MarigoldIntrinsicsPipeline", images, meta, model, steps, ensemble_size,
-                                   processing_resolution, seed, "intrinsics")
+    pipe, pred = _marigold_predict(
+        "MarigoldIntrinsicsPipeline",
+        images,
+        meta,
+        model,
+        steps,
+        ensemble_size,
+        processing_resolution,
+        seed,
+        "intrinsics",
+    )
     names = (pipe.target_properties or {}).get("target_names", [])
     if target not in names:
         raise ValueError(f"{model!r} predicts {names}, not {target!r} (albedo+shading: marigold-iid-lighting)")
@@ -96,17 +132,31 @@ def _intrinsic(target: str, images, meta, model, steps, ensemble_size, processin
 
 
 @register("albedo", kind="representation", model_param="model")
-def albedo(images: np.ndarray, meta: BatchMeta, *, model: str = "prs-eth/marigold-iid-lighting-v1-1",
-           steps: int | None = None, ensemble_size: int = 1, processing_resolution: int | None = None,
-           seed: int = 0) -> np.ndarray:
+def albedo(
+    images: np.ndarray,
+    meta: BatchMeta,
+    *,
+    model: str = "prs-eth/marigold-iid-lighting-v1-1",
+    steps: int | None = None,
+    ensemble_size: int = 1,
+    processing_resolution: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
     """Albedo from MarigoldIntrinsicsPipeline (the lighting model predicts albedo, shading, residual)."""
     return _intrinsic("albedo", images, meta, model, steps, ensemble_size, processing_resolution, seed)
 
 
 @register("shading", kind="representation", model_param="model")
-def shading(images: np.ndarray, meta: BatchMeta, *, model: str = "prs-eth/marigold-iid-lighting-v1-1",
-            steps: int | None = None, ensemble_size: int = 1, processing_resolution: int | None = None,
-            seed: int = 0) -> np.ndarray:
+def shading(
+    images: np.ndarray,
+    meta: BatchMeta,
+    *,
+    model: str = "prs-eth/marigold-iid-lighting-v1-1",
+    steps: int | None = None,
+    ensemble_size: int = 1,
+    processing_resolution: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
     """Shading from MarigoldIntrinsicsPipeline: same model and noise as `albedo`, so the two come from one decomposition."""
     return _intrinsic("shading", images, meta, model, steps, ensemble_size, processing_resolution, seed)
 

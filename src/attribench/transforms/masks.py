@@ -37,8 +37,14 @@ def mask_area(mask: np.ndarray) -> float:
     return float(np.count_nonzero(mask)) / mask.size
 
 
-def _stroke(draw: ImageDraw.ImageDraw, rng: np.random.Generator, height: int, width: int,
-            brush: tuple[float, float], scale: float) -> None:
+def _stroke(
+    draw: ImageDraw.ImageDraw,
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    brush: tuple[float, float],
+    scale: float,
+) -> None:
     side = min(height, width)
     bw = max(1, round(rng.uniform(*brush) * side * scale))
     x, y = rng.uniform(0, width), rng.uniform(0, height)

@@ -27,8 +27,14 @@ def parts_folder(out: Path, key: dict) -> Path:
     return out.parent / f".{out.stem}.parts-{fingerprint(key)}"
 
 
-def write_in_parts(out: str | Path, key: dict, n_batches: int, make_rows: Callable[[Sequence[int]], Callable[[int], list[dict]]],
-                   sizes: Sequence[int], desc: str) -> pd.DataFrame:
+def write_in_parts(
+    out: str | Path,
+    key: dict,
+    n_batches: int,
+    make_rows: Callable[[Sequence[int]], Callable[[int], list[dict]]],
+    sizes: Sequence[int],
+    desc: str,
+) -> pd.DataFrame:
     """Write the shard `out` from `n_batches` batches; `make_rows(todo)` prepares the batches still to do
     (e.g. loads only their images) and returns `rows_of(b)`, the rows of batch b. Returns the joined frame."""
     out = Path(out)
@@ -42,8 +48,13 @@ def write_in_parts(out: str | Path, key: dict, n_batches: int, make_rows: Callab
     todo = [b for b in range(n_batches) if not path[b].exists()]
     if todo:
         rows_of = make_rows(todo)
-        with tqdm(total=sum(sizes), initial=sum(sizes) - sum(sizes[b] for b in todo), desc=desc, unit="img",
-                  dynamic_ncols=True) as bar:
+        with tqdm(
+            total=sum(sizes),
+            initial=sum(sizes) - sum(sizes[b] for b in todo),
+            desc=desc,
+            unit="img",
+            dynamic_ncols=True,
+        ) as bar:
             for b in todo:
                 remove_stale_temps(path[b])
                 write_shard(rows_of(b), path[b])

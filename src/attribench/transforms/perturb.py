@@ -62,8 +62,9 @@ def gaussian_blur_sigma(images: np.ndarray, meta: BatchMeta, *, sigma: float) ->
 
 
 @register("bilateral", kind="perturbation")
-def bilateral(images: np.ndarray, meta: BatchMeta, *, diameter: int, sigma_color: float = 0.1,
-              space_ratio: float = 0.5) -> np.ndarray:
+def bilateral(
+    images: np.ndarray, meta: BatchMeta, *, diameter: int, sigma_color: float = 0.1, space_ratio: float = 0.5
+) -> np.ndarray:
     """Bilateral filter with OpenCV's `d` semantics: window 2*(diameter//2)+1 (5 -> 5x5, 10 -> 11x11).
 
     sigma_color is on [0, 1] images (0.1 ~ 25 grey levels) with OpenCV's L1 colour distance summed over
@@ -77,8 +78,9 @@ def bilateral(images: np.ndarray, meta: BatchMeta, *, diameter: int, sigma_color
     x = to_float(images)
 
     def run(part: torch.Tensor) -> torch.Tensor:
-        return kornia.filters.bilateral_blur(part, k, float(sigma_color), (space, space), border_type="reflect",
-                                             color_distance_type="l1")
+        return kornia.filters.bilateral_blur(
+            part, k, float(sigma_color), (space, space), border_type="reflect", color_distance_type="l1"
+        )
 
     per_chunk = _MAX_WINDOW_FLOATS // (3 * images.shape[1] * images.shape[2] * k * k)
     return to_uint8(chunked(run, x, per_chunk))
@@ -144,9 +146,16 @@ def _img2img(path: str, device: str, runtime: Runtime):
 
 
 @register("sdedit", kind="perturbation", model_param="model")
-def sdedit(images: np.ndarray, meta: BatchMeta, *, strength: float,
-           model: str = "stabilityai/stable-diffusion-xl-base-1.0", steps: int = 50, guidance: float = 5.0,
-           seed: int = 0) -> np.ndarray:
+def sdedit(
+    images: np.ndarray,
+    meta: BatchMeta,
+    *,
+    strength: float,
+    model: str = "stabilityai/stable-diffusion-xl-base-1.0",
+    steps: int = 50,
+    guidance: float = 5.0,
+    seed: int = 0,
+) -> np.ndarray:
     """SDEdit (Meng et al.): noise to `strength`, then denoise with an img2img pipeline of `model`.
 
     Paper: SDXL. Prompt = the image's own prompt ("" for none); noise seeded per image id. `steps` is the
@@ -155,13 +164,21 @@ def sdedit(images: np.ndarray, meta: BatchMeta, *, strength: float,
     rounded it to a multiple of 8.
     """
     import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
+
     pipe = _img2img(resolve_weights(model), device(), current())
     n_steps = sdedit_schedule(strength, steps)
     # Seed without the strength: every strength draws the same noise for an image, so 0.01 vs 0.05 differ by
     # strength alone. CPU generators keep the draws identical on GPU and CPU.
     gens = [torch.Generator("cpu").manual_seed(image_seed(i, "sdedit", seed)) for i in meta.ids]
-    out = pipe(prompt=list(meta.prompts), image=[Image.fromarray(im) for im in images], strength=float(strength),
-               num_inference_steps=n_steps, guidance_scale=float(guidance), generator=gens, output_type="pt").images
+    out = pipe(
+        prompt=list(meta.prompts),
+        image=[Image.fromarray(im) for im in images],
+        strength=float(strength),
+        num_inference_steps=n_steps,
+        guidance_scale=float(guidance),
+        generator=gens,
+        output_type="pt",
+    ).images
     h, w = images.shape[1:3]
     if out.shape[-2:] != (h, w):
         out = torch.nn.functional.interpolate(out.float(), size=(h, w), mode="bicubic", align_corners=False)

@@ -37,8 +37,14 @@ def _redeliver(data: bytes, policy: dict) -> bytes:
 def derived_row(parent: dict, data: bytes, policy: dict, transform: dict, source: str = "edited") -> dict:
     """A derived image row: re-delivered bytes, the parent's provenance, `parent_id` = the original."""
     prov = {k: parent[k] for k in META_COLUMNS if k in parent and k not in ("image_id", "format")}
-    prov.update(parent_id=parent["image_id"], source=source, transform=json.dumps(transform, sort_keys=True),
-                delivery=json.dumps(policy, sort_keys=True), width=policy["size"], height=policy["size"])
+    prov.update(
+        parent_id=parent["image_id"],
+        source=source,
+        transform=json.dumps(transform, sort_keys=True),
+        delivery=json.dumps(policy, sort_keys=True),
+        width=policy["size"],
+        height=policy["size"],
+    )
     return make_row(_redeliver(data, policy), policy["format"], **prov)
 
 
@@ -50,8 +56,15 @@ def derive_batch_size(cfg: dict, spec: dict, kind: str = "batch_size") -> int:
     return int((block.get("batch_sizes") or {}).get(spec["name"], block.get(kind, default)))
 
 
-def transform_rows(cfg: dict, rows: pd.DataFrame, spec: dict, out: str | Path, record: dict,
-                   source: str | None = None, batch_size: int | None = None) -> Path:
+def transform_rows(
+    cfg: dict,
+    rows: pd.DataFrame,
+    spec: dict,
+    out: str | Path,
+    record: dict,
+    source: str | None = None,
+    batch_size: int | None = None,
+) -> Path:
     """Derived shard of `rows` under transform `spec`, re-delivered; `record` goes into `transform`,
     `source` replaces the parent's (None keeps it). Written in resumable parts of `batch_size` images
     (default: from the config's `derive` block): a killed run, started again, redoes only unfinished parts."""
@@ -63,9 +76,15 @@ def transform_rows(cfg: dict, rows: pd.DataFrame, spec: dict, out: str | Path, r
     batch_size = batch_size or derive_batch_size(cfg, spec, "edit_batch_size")
     records = rows.to_dict("records")
     batches = [records[i : i + batch_size] for i in range(0, len(records), batch_size)]
-    key = {"spec": spec, "record": record, "source": source, "delivery": cfg["delivery"], "batch": batch_size,
-           "rows": [(r["image_id"], r.get("shard"), r.get("prompt"), r.get("source")) for r in records],
-           "runtime": runtime.fingerprint_keys()}
+    key = {
+        "spec": spec,
+        "record": record,
+        "source": source,
+        "delivery": cfg["delivery"],
+        "batch": batch_size,
+        "rows": [(r["image_id"], r.get("shard"), r.get("prompt"), r.get("source")) for r in records],
+        "runtime": runtime.fingerprint_keys(),
+    }
 
     def make_rows(todo):
         images = load_images(rows[rows["image_id"].isin({r["image_id"] for b in todo for r in batches[b]})])
@@ -73,10 +92,13 @@ def transform_rows(cfg: dict, rows: pd.DataFrame, spec: dict, out: str | Path, r
         def rows_of(b: int) -> list[dict]:
             batch = batches[b]
             pixels = np.stack([np.asarray(decode(images[r["image_id"]])) for r in batch])
-            blobs, _ = encode(spec, pixels, ids=[r["image_id"] for r in batch],
-                              prompts=[r.get("prompt") or "" for r in batch])
-            return [derived_row(r, b, cfg["delivery"], record, source=source or r.get("source") or "generated")
-                    for r, b in zip(batch, blobs)]
+            blobs, _ = encode(
+                spec, pixels, ids=[r["image_id"] for r in batch], prompts=[r.get("prompt") or "" for r in batch]
+            )
+            return [
+                derived_row(r, b, cfg["delivery"], record, source=source or r.get("source") or "generated")
+                for r, b in zip(batch, blobs)
+            ]
 
         return rows_of
 
@@ -104,9 +126,9 @@ def import_external_edits(cfg: dict, tool: str, index_path: str | Path, out: str
         if why or path.stem not in parents:
             log.warning("%s: skipped %s: %s", tool, path, why or "no test image has this id")
             continue
-        out_rows.append(derived_row(parents[path.stem], path.read_bytes(), cfg["delivery"], {"tool": tool, "file": path.name}))
+        out_rows.append(
+            derived_row(parents[path.stem], path.read_bytes(), cfg["delivery"], {"tool": tool, "file": path.name})
+        )
     if not out_rows:
         raise ValueError(f"{tool}: no edited file in {folder} is named after a test image id")
     return write_shard(out_rows, out)
-
-

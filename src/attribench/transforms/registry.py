@@ -71,8 +71,15 @@ class Transform:
 TRANSFORMS: dict[str, Transform] = {}
 
 
-def register(name: str, *, kind: str, model_param: str | None = None, unavailable: str | None = None,
-             to_bytes: Callable[..., list[bytes]] | None = None, fmt: str = "png") -> Callable[[Fn], Fn]:
+def register(
+    name: str,
+    *,
+    kind: str,
+    model_param: str | None = None,
+    unavailable: str | None = None,
+    to_bytes: Callable[..., list[bytes]] | None = None,
+    fmt: str = "png",
+) -> Callable[[Fn], Fn]:
     def deco(fn: Fn) -> Fn:
         if name in TRANSFORMS:
             raise ValueError(f"transform {name!r} is already registered")
@@ -80,8 +87,9 @@ def register(name: str, *, kind: str, model_param: str | None = None, unavailabl
         if any(p.kind is not inspect.Parameter.KEYWORD_ONLY for p in params):
             raise TypeError(f"{fn.__name__}: spec parameters must be keyword-only")
         defaults = {p.name: p.default for p in params}
-        TRANSFORMS[name] = Transform(name, kind, fn, defaults, model_param, unavailable, to_bytes, fmt,
-                                     inspect.getdoc(fn) or "")
+        TRANSFORMS[name] = Transform(
+            name, kind, fn, defaults, model_param, unavailable, to_bytes, fmt, inspect.getdoc(fn) or ""
+        )
         return fn
 
     return deco
@@ -142,8 +150,9 @@ def _prepare(spec, images, ids, prompts) -> tuple[Transform, dict, BatchMeta]:
     return tr, params, BatchMeta.build(images, ids, prompts)
 
 
-def apply(spec: str | dict, images: np.ndarray, ids: Sequence[str] | None = None,
-          prompts: Sequence[str | None] | None = None) -> np.ndarray:
+def apply(
+    spec: str | dict, images: np.ndarray, ids: Sequence[str] | None = None, prompts: Sequence[str | None] | None = None
+) -> np.ndarray:
     """Run one transform on a batch: uint8 (N, H, W, 3) in, the same shape out (a contract every entry keeps)."""
     tr, params, meta = _prepare(spec, images, ids, prompts)
     out = tr.fn(images, meta, **params)
@@ -153,11 +162,11 @@ def apply(spec: str | dict, images: np.ndarray, ids: Sequence[str] | None = None
     return out
 
 
-def encode(spec: str | dict, images: np.ndarray, ids: Sequence[str] | None = None,
-           prompts: Sequence[str | None] | None = None) -> tuple[list[bytes], str]:
+def encode(
+    spec: str | dict, images: np.ndarray, ids: Sequence[str] | None = None, prompts: Sequence[str | None] | None = None
+) -> tuple[list[bytes], str]:
     """Encoded outputs and their format: lossless PNG, or the transform's own bytes (JPEG *is* its output)."""
     from PIL import Image
-
 
     tr, params, meta = _prepare(spec, images, ids, prompts)
     if tr.to_bytes is not None:

@@ -15,8 +15,15 @@ from attribench.transforms.registry import BatchMeta, register
 
 
 @register("canny", kind="representation")
-def canny(images: np.ndarray, meta: BatchMeta, *, low: float = 0.4, high: float = 0.8, sigma: float = 1.0,
-          kernel_size: int = 5) -> np.ndarray:
+def canny(
+    images: np.ndarray,
+    meta: BatchMeta,
+    *,
+    low: float = 0.4,
+    high: float = 0.8,
+    sigma: float = 1.0,
+    kernel_size: int = 5,
+) -> np.ndarray:
     """Binary Canny edges as 255/0, replicated to 3 channels: kornia.filters.canny + connected-component hysteresis.
 
     kornia converts RGB to grey, blurs (kernel_size, sigma), and thresholds the *unnormalised* Sobel
@@ -30,8 +37,14 @@ def canny(images: np.ndarray, meta: BatchMeta, *, low: float = 0.4, high: float 
     import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
     from scipy import ndimage
 
-    _, marks = kornia.filters.canny(to_float(images), low_threshold=low, high_threshold=high,
-                                    kernel_size=kernel_size, sigma=(sigma, sigma), hysteresis=False)
+    _, marks = kornia.filters.canny(
+        to_float(images),
+        low_threshold=low,
+        high_threshold=high,
+        kernel_size=kernel_size,
+        sigma=(sigma, sigma),
+        hysteresis=False,
+    )
     marks = marks[:, 0].numpy()  # 1 strong, 0.5 weak, 0 none
     edges = np.zeros(marks.shape, bool)
     for i, m in enumerate(marks):
@@ -44,8 +57,9 @@ def canny(images: np.ndarray, meta: BatchMeta, *, low: float = 0.4, high: float 
 
 
 @register("highpass", kind="representation")
-def highpass(images: np.ndarray, meta: BatchMeta, *, radius: int = 2, sigma_ratio: float = 0.5,
-             gain: float = 4.0) -> np.ndarray:
+def highpass(
+    images: np.ndarray, meta: BatchMeta, *, radius: int = 2, sigma_ratio: float = 0.5, gain: float = 4.0
+) -> np.ndarray:
     """Residual image - GaussianBlur(image) (blur as `gaussian_blur`), shown as 128 + gain*residual, clipped.
 
     In grey levels: a residual of +-32 fills the 0-255 range at gain 4; larger residuals (strong edges)
@@ -67,6 +81,7 @@ def fft_spectrum(images: np.ndarray, meta: BatchMeta) -> np.ndarray:
     is fixed per image size and comparable across images, and values stay within [0, 1].
     """
     import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
+
     x = to_float(images)
     h, w = x.shape[-2:]
     amp = torch.fft.fftshift(torch.fft.fft2(x).abs(), dim=(-2, -1))

@@ -53,6 +53,7 @@ def current() -> Runtime:
 
 def device() -> str:
     import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -70,8 +71,11 @@ def fingerprint_keys(dev: str | None = None) -> dict[str, Any]:
     """What the resumable parts of a derived shard are keyed on besides the content: parts written in
     fp16 on CUDA are never joined with parts written in fp32 on CPU."""
     dev = dev or device()
-    return {"device": dev, "dtype": str(model_dtype(dev)).removeprefix("torch."),
-            **{k: v for k, v in asdict(_current).items() if k != "dtype"}}
+    return {
+        "device": dev,
+        "dtype": str(model_dtype(dev)).removeprefix("torch."),
+        **{k: v for k, v in asdict(_current).items() if k != "dtype"},
+    }
 
 
 def load_pipeline(loader, path: str, dev: str, dtype: str | None = None):

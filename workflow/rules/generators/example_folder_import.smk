@@ -16,9 +16,9 @@ rule unpack_import_archive:
         "data/external/{name}.zip",
     output:
         directory("data/imports/unzipped/{name}"),
-    conda:
-        ENV
     log:
         f"{LOGS}/imports/{{name}}.log",
+    conda:
+        ENV
     shell:
         "python -m zipfile -e {input} {output} > {log} 2>&1"
