@@ -18,6 +18,7 @@ from attribench.core.hp_studies import all_study_generators
 from attribench.core.hub import is_hub_id, referenced, revision
 from attribench.data import zoo as _zoo
 from attribench.data.zoo import build_pipeline
+from attribench.data.real_photos import sample_photo_paths
 
 # pipeline class -> zoo family; the replica is that family's tiny pipeline (same class and components).
 FAMILY_OF = {
@@ -467,7 +468,6 @@ def build_rehearsal_inputs(cfg: dict, root: str | Path = ".") -> list[Path]:
 
     from PIL import Image, ImageOps
 
-    from attribench.data.real_photos import sample_photo_paths
 
     root = Path(root)
     photos = [(Image.open(p), cap) for _, p, cap in sample_photo_paths()]

@@ -14,10 +14,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from attribench.data.shards import decode, make_row, read_shard, write_shard
+from attribench.data.shards import decode, make_row, read_shard
 from attribench.transforms.registry import encode, make_spec
+from attribench.transforms import runtime
+from attribench.transforms.parts import write_in_parts
 
 
 def transform_chain(value: str | None) -> list[dict]:
@@ -63,18 +64,31 @@ def derive_rows(records: list[dict], spec: dict) -> list[dict]:
     return rows
 
 
-def apply_to_shard(in_path: str | Path, out_path: str | Path, spec: str | dict, batch_size: int = 64) -> Path:
-    """Write the derived shard of `in_path` under `spec` to `out_path` (atomic; progress on stderr)."""
+def apply_to_shard(
+    in_path: str | Path, out_path: str | Path, spec: str | dict, batch_size: int = 64, cfg: dict | None = None
+) -> Path:
+    """Write the derived shard of `in_path` under `spec` to `out_path` (atomic; progress on stderr), in
+    resumable parts of `batch_size` images (transforms.parts); `cfg` (its `derive` block) sets the runtime."""
+
     spec = make_spec(spec)
-    df = read_shard(in_path)
-    rows: list[dict] = []
-    with tqdm(total=len(df), desc=spec["name"], unit="img", dynamic_ncols=True) as bar:
-        for start in range(0, len(df), batch_size):
-            chunk = df.iloc[start : start + batch_size].to_dict("records")
-            rows.extend(derive_rows(chunk, spec))
-            bar.update(len(chunk))
-    n_unique = len({r["image_id"] for r in rows})
-    if n_unique < len(rows):
+    runtime.configure(cfg)
+    in_path = Path(in_path)
+    ids = read_shard(in_path, ["image_id"])["image_id"].tolist()
+    starts = list(range(0, len(ids), batch_size))
+    key = {"spec": spec, "in": [in_path.name, ids], "batch": batch_size, "runtime": runtime.fingerprint_keys()}
+
+    def make_rows(todo):
+        df = read_shard(in_path)  # only when some part is still to do
+
+        def rows_of(b: int) -> list[dict]:
+            return derive_rows(df.iloc[starts[b] : starts[b] + batch_size].to_dict("records"), spec)
+
+        return rows_of
+
+    sizes = [min(batch_size, len(ids) - s) for s in starts]
+    df = write_in_parts(out_path, key, len(starts), make_rows, sizes, spec["name"])
+    n_unique = df["image_id"].nunique()
+    if n_unique < len(df):
         # write_shard keeps identical bytes once (content ids): e.g. two flat images give one blank edge map.
-        warnings.warn(f"{spec['name']}: {len(rows) - n_unique} output(s) identical to another; kept once", stacklevel=2)
-    return write_shard(rows, out_path)
+        warnings.warn(f"{spec['name']}: {len(df) - n_unique} output(s) identical to another; kept once", stacklevel=2)
+    return Path(out_path)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from attribench.data.shards import read_metadata
-from attribench.transforms.postedit import transform_rows
+from attribench.transforms.postedit import derive_batch_size, transform_rows
 
 
 def derived_shard_path(cfg: dict, spec: dict, parent_ids) -> Path:
@@ -34,7 +34,7 @@ def derived_view(cfg: dict, rows: pd.DataFrame, spec: dict, shard: str | Path | 
     parents = rows.drop_duplicates("image_id")
     shard = Path(shard) if shard else derived_shard_path(cfg, spec, parents["image_id"])
     if not shard.exists():
-        transform_rows(cfg, parents, spec, shard, spec, batch_size=64)
+        transform_rows(cfg, parents, spec, shard, spec, batch_size=derive_batch_size(cfg, spec))
     derived = read_metadata([shard])[["image_id", "parent_id", "shard", "transform"]]
     missing = set(parents["image_id"]) - set(derived["parent_id"])
     if missing:

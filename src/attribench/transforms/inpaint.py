@@ -23,6 +23,7 @@ from PIL import Image
 from attribench.transforms.common import image_seed, to_uint8
 from attribench.transforms.masks import BANDS, free_form_mask, mask_seed
 from attribench.transforms.registry import BatchMeta, register
+from attribench.transforms.runtime import Runtime, current, device, load_pipeline
 from attribench.transforms.weights import resolve_weights
 
 SDXL_INPAINT = "diffusers/stable-diffusion-xl-1.0-inpainting-0.1"
@@ -33,23 +34,14 @@ def edit_mask(image_id: str, height: int, width: int, band: str) -> np.ndarray:
     return free_form_mask(height, width, band, mask_seed(image_id, band))
 
 
-def _device() -> str:
-    import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 @lru_cache(maxsize=2)
-def _inpainter(path: str, device: str):
+def _inpainter(path: str, device: str, runtime: Runtime):
     from diffusers import AutoPipelineForInpainting
 
     # The auto class maps inpainting checkpoints (SD/SDXL, 9-channel UNet) and plain text-to-image ones
     # (4-channel UNet: diffusers then blends the noised original back outside the mask at every step).
-    pipe = AutoPipelineForInpainting.from_pretrained(path)
-    if device != "cpu":  # fp32 throughout, as sdedit: SDXL's VAE overflows in fp16
-        pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    # fp16 on CUDA with the SDXL VAE upcast by its `force_upcast` config, as sdedit; fp32 on CPU.
+    return load_pipeline(AutoPipelineForInpainting, path, device)
 
 
 @register("inpaint", kind="perturbation", model_param="model")
@@ -78,7 +70,7 @@ def inpaint(
 
     if band not in BANDS:
         raise ValueError(f"unknown mask band {band!r}; known: {sorted(BANDS)}")
-    pipe = _inpainter(resolve_weights(model), _device())
+    pipe = _inpainter(resolve_weights(model), device(), current())
     h, w = images.shape[1:3]
     masks = np.stack([edit_mask(i, h, w, band) for i in meta.ids])
     gens = [torch.Generator("cpu").manual_seed(image_seed(i, "inpaint", seed)) for i in meta.ids]

@@ -18,22 +18,16 @@ import numpy as np
 
 from attribench.transforms.common import image_seed, to_float, to_uint8
 from attribench.transforms.registry import BatchMeta, NotAvailable, register
+from attribench.transforms.runtime import Runtime, current, device, load_pipeline, model_dtype
 from attribench.transforms.weights import resolve_weights
-
-_MARIGOLD_BATCH = 8  # UNet batch inside a Marigold call: bounds GPU memory at 768 px processing
-
-
-def _device() -> str:
-    import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @lru_cache(maxsize=2)
-def _depth_model(path: str, device: str):
+def _depth_model(path: str, device: str, runtime: Runtime):
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-    return AutoImageProcessor.from_pretrained(path), AutoModelForDepthEstimation.from_pretrained(path).to(device).eval()
+    net = AutoModelForDepthEstimation.from_pretrained(path, dtype=model_dtype(device))  # fp16 on CUDA
+    return AutoImageProcessor.from_pretrained(path), net.to(device).eval()
 
 
 @register("depth", kind="representation", model_param="model")
@@ -46,8 +40,9 @@ def depth(images: np.ndarray, meta: BatchMeta, *, model: str = "LiheYoung/depth-
     """
     import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
 
-    processor, net = _depth_model(resolve_weights(model), _device())
+    processor, net = _depth_model(resolve_weights(model), device(), current())
     inputs = processor(images=list(images), return_tensors="pt").to(net.device)
+    inputs["pixel_values"] = inputs["pixel_values"].to(net.dtype)
     with torch.no_grad():
         pred = net(**inputs).predicted_depth.float()  # (N, h, w)
     pred = torch.nn.functional.interpolate(pred[:, None], size=images.shape[1:3], mode="bicubic", align_corners=False)
@@ -57,14 +52,11 @@ def depth(images: np.ndarray, meta: BatchMeta, *, model: str = "LiheYoung/depth-
 
 
 @lru_cache(maxsize=2)
-def _marigold(cls_name: str, path: str, device: str):
+def _marigold(cls_name: str, path: str, device: str, runtime: Runtime):
     import diffusers
 
-    pipe = getattr(diffusers, cls_name).from_pretrained(path)
-    if device != "cpu":  # a no-op .to("cpu") still warns about dtype casting
-        pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    # fp16 on CUDA (Marigold's VAE is SD 2's, fine in fp16), fp32 on CPU; VAE slicing on CUDA.
+    return load_pipeline(getattr(diffusers, cls_name), path, device)
 
 
 def _marigold_predict(
@@ -80,7 +72,7 @@ def _marigold_predict(
 ):
     import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
 
-    pipe = _marigold(cls_name, resolve_weights(model), _device())
+    pipe = _marigold(cls_name, resolve_weights(model), device(), current())
     # One generator per (image, ensemble member), from the image id: results do not depend on batching.
     gens = [
         torch.Generator("cpu").manual_seed(image_seed(i, tag, e, seed)) for i in meta.ids for e in range(ensemble_size)
@@ -90,7 +82,7 @@ def _marigold_predict(
         num_inference_steps=steps,
         ensemble_size=ensemble_size,
         processing_resolution=processing_resolution,
-        batch_size=_MARIGOLD_BATCH,
+        batch_size=current().model_batch_size,
         generator=gens,
         output_type="pt",
     )

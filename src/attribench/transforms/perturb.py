@@ -17,6 +17,7 @@ from PIL import Image
 
 from attribench.transforms.common import chunked, image_seed, to_float, to_uint8
 from attribench.transforms.registry import BatchMeta, register
+from attribench.transforms.runtime import Runtime, current, device, load_pipeline
 from attribench.transforms.weights import resolve_weights
 
 if TYPE_CHECKING:
@@ -136,21 +137,12 @@ def sdedit_schedule(strength: float, steps: int) -> int:
 
 
 @lru_cache(maxsize=2)
-def _img2img(path: str, device: str):
+def _img2img(path: str, device: str, runtime: Runtime):
     from diffusers import AutoPipelineForImage2Image
 
-    # The auto class maps a text-to-image checkpoint (SD, SDXL, ...) onto its img2img pipeline.
-    pipe = AutoPipelineForImage2Image.from_pretrained(path)
-    if device != "cpu":  # fp32 throughout: SDXL's VAE overflows in fp16 (needs the fp16-fix VAE)
-        pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def _device() -> str:
-    import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    # The auto class maps a text-to-image checkpoint (SD, SDXL, ...) onto its img2img pipeline. fp16 on CUDA,
+    # the SDXL VAE upcast to fp32 by its `force_upcast` config (runtime.load_pipeline); fp32 on CPU.
+    return load_pipeline(AutoPipelineForImage2Image, path, device)
 
 
 @register("sdedit", kind="perturbation", model_param="model")
@@ -173,7 +165,7 @@ def sdedit(
     """
     import torch  # deferred: transform modules register at DAG-build time; torch loads when one runs
 
-    pipe = _img2img(resolve_weights(model), _device())
+    pipe = _img2img(resolve_weights(model), device(), current())
     n_steps = sdedit_schedule(strength, steps)
     # Seed without the strength: every strength draws the same noise for an image, so 0.01 vs 0.05 differ by
     # strength alone. CPU generators keep the draws identical on GPU and CPU.

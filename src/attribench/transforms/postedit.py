@@ -26,6 +26,8 @@ from attribench.data.shards import (
     write_shard,
 )
 from attribench.data.views import test_rows
+from attribench.transforms import runtime
+from attribench.transforms.parts import write_in_parts
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,14 @@ def derived_row(parent: dict, data: bytes, policy: dict, transform: dict, source
     return make_row(_redeliver(data, policy), policy["format"], **prov)
 
 
+def derive_batch_size(cfg: dict, spec: dict, kind: str = "batch_size") -> int:
+    """Images per transform call (and per resumable part) for `spec`: `derive.batch_sizes[name]`, else
+    `derive.batch_size` (derived views) or `derive.edit_batch_size` (post-editing)."""
+    block = cfg.get("derive") or {}
+    default = {"batch_size": 64, "edit_batch_size": 32}[kind]
+    return int((block.get("batch_sizes") or {}).get(spec["name"], block.get(kind, default)))
+
+
 def transform_rows(
     cfg: dict,
     rows: pd.DataFrame,
@@ -55,26 +65,45 @@ def transform_rows(
     out: str | Path,
     record: dict,
     source: str | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
 ) -> Path:
     """Derived shard of `rows` under transform `spec`, re-delivered; `record` goes into `transform`,
-    `source` replaces the parent's (None keeps it)."""
+    `source` replaces the parent's (None keeps it). Written in resumable parts of `batch_size` images
+    (default: from the config's `derive` block): a killed run, started again, redoes only unfinished parts."""
     from attribench.transforms import encode  # every transform plugin (torch): only when images are edited
 
-    images = load_images(rows)
+    runtime.configure(cfg)
+    batch_size = batch_size or derive_batch_size(cfg, spec, "edit_batch_size")
     records = rows.to_dict("records")
-    out_rows = []
-    for start in range(0, len(records), batch_size):
-        batch = records[start : start + batch_size]
-        pixels = np.stack([np.asarray(decode(images[r["image_id"]])) for r in batch])
-        blobs, _ = encode(
-            spec, pixels, ids=[r["image_id"] for r in batch], prompts=[r.get("prompt") or "" for r in batch]
-        )
-        out_rows += [
-            derived_row(r, b, cfg["delivery"], record, source=source or r.get("source") or "generated")
-            for r, b in zip(batch, blobs)
-        ]
-    return write_shard(out_rows, out)
+    batches = [records[i : i + batch_size] for i in range(0, len(records), batch_size)]
+    key = {
+        "spec": spec,
+        "record": record,
+        "source": source,
+        "delivery": cfg["delivery"],
+        "batch": batch_size,
+        "rows": [(r["image_id"], r.get("shard"), r.get("prompt"), r.get("source")) for r in records],
+        "runtime": runtime.fingerprint_keys(),
+    }
+
+    def make_rows(todo):
+        images = load_images(rows[rows["image_id"].isin({r["image_id"] for b in todo for r in batches[b]})])
+
+        def rows_of(b: int) -> list[dict]:
+            batch = batches[b]
+            pixels = np.stack([np.asarray(decode(images[r["image_id"]])) for r in batch])
+            blobs, _ = encode(
+                spec, pixels, ids=[r["image_id"] for r in batch], prompts=[r.get("prompt") or "" for r in batch]
+            )
+            return [
+                derived_row(r, b, cfg["delivery"], record, source=source or r.get("source") or "generated")
+                for r, b in zip(batch, blobs)
+            ]
+
+        return rows_of
+
+    write_in_parts(out, key, len(batches), make_rows, [len(b) for b in batches], spec["name"])
+    return Path(out)
 
 
 def edit_with_transform(cfg: dict, tool: str, band: str, index_path: str | Path, out: str | Path) -> Path:
