@@ -33,9 +33,13 @@ def test_snapshot_is_content_addressed_and_never_rewritten(tmp_path):
 
 def _dry_run_cfg(repo, workdir, target):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir), "-n", "-p", target]
+    snapshots = workdir / ".snakemake" / "attribench"
+    before = set(snapshots.glob("config-*.json")) if snapshots.exists() else set()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
-    return workdir / re.search(r"--config-json (\S+)", out.stdout).group(1)
+    # the snapshot this start's jobs get (ATTRIBENCH_CONFIG_JSON): the one it wrote, or an identical earlier one
+    new = set(snapshots.glob("config-*.json")) - before
+    return new.pop() if new else max(snapshots.glob("config-*.json"), key=lambda p: p.stat().st_mtime)
 
 
 def test_a_job_keeps_its_settings_when_params_change_and_snakemake_restarts(repo, tmp_path):

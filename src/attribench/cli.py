@@ -207,7 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="attribench", description=__doc__)
     p.add_argument("--params", default=str(config_mod.DEFAULT_PARAMS), help="params.yaml to read")
     p.add_argument("--profile", help="override params' profile (smoke | paper)")
-    p.add_argument("--config-json", help="an already-resolved config (the Snakefile passes this)")
+    p.add_argument(
+        "--config-json",
+        default=os.environ.get("ATTRIBENCH_CONFIG_JSON") or None,
+        help="an already-resolved config (default: $ATTRIBENCH_CONFIG_JSON, which the Snakefile sets for every job)",
+    )
     p.add_argument("--rehearsal", action="store_true", help="the profile's rehearsal (as --config rehearsal=true)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (Snakemake passes the job's threads)")
     p.add_argument("-v", "--verbose", action="store_true")

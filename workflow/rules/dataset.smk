@@ -10,4 +10,4 @@ rule split:
     params:
         split=as_json(P["split"]),
     shell:
-        "attribench --config-json {CFG} split --out {output} {input} > {log} 2>&1"
+        "attribench split --out {output} {input} > {log} 2>&1"

@@ -6,7 +6,11 @@ localrules:
 
 
 rule fetch_models:
+    log:
+        f"{LOGS}/fetch_models.log",
+    conda:
+        ENV
     params:
         pins=lambda wc: as_json(P.get("hub_models") or {}),
     shell:
-        "attribench --config-json {CFG} fetch-models"
+        "attribench fetch-models 2>&1 | tee {log}"

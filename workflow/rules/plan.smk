@@ -8,9 +8,11 @@ rule plan:
         "results/plan.csv",
     log:
         f"{LOGS}/plan.log",
+    conda:
+        ENV
     params:
         settings=lambda wc: as_json(
             {k: P[k] for k in ("generators", "hyperparameter_studies", "prompts", "split", "datasets", "delivery")}
         ),
     shell:
-        "attribench --config-json {CFG} plan --out {output} > {log} 2>&1"
+        "attribench plan --out {output} > {log} 2>&1"

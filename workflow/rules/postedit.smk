@@ -15,5 +15,5 @@ rule edit_test_images:
     params:
         spec=lambda wc: as_json([P["post_editing"], P["delivery"]]),
     shell:
-        "attribench --config-json {CFG} --threads {threads} edit --tool {wildcards.tool} "
+        "attribench --threads {threads} edit --tool {wildcards.tool} "
         "--band {wildcards.band} --index {input.index} --out {output} > {log} 2>&1"

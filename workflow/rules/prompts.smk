@@ -10,4 +10,4 @@ rule prompts:
     params:
         spec=lambda wc: as_json(P["prompts"]["sources"][wc.source]),
     shell:
-        "attribench --config-json {CFG} prompts --source {wildcards.source} --out {output} > {log} 2>&1"
+        "attribench prompts --source {wildcards.source} --out {output} > {log} 2>&1"

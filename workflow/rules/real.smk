@@ -7,4 +7,4 @@ rule sample_photos:
     conda:
         ENV
     shell:
-        "attribench --config-json {CFG} sample-photos --out {output} > {log} 2>&1"
+        "attribench sample-photos --out {output} > {log} 2>&1"

@@ -18,7 +18,7 @@ rule render:
         prompts_per_job=lambda wc: PLAN.prompts_per_job(wc.generator),  # chunk layout (params `throughput`)
         prompts=lambda wc, input: f"--prompts {input.prompts}" if "prompts" in input.keys() else "",
     shell:
-        "attribench --config-json {CFG} --threads {threads} render --generator {wildcards.generator} --chunk {wildcards.chunk} {params.prompts} "
+        "attribench --threads {threads} render --generator {wildcards.generator} --chunk {wildcards.chunk} {params.prompts} "
         "--out {output} > {log} 2>&1 && rc=0 || rc=$?; grep -h '^attribench: ' {log} >&2 || true; exit $rc"
 
 
@@ -48,5 +48,5 @@ rule deliver:
     params:
         policy=as_json({**P["delivery"], "decode": P.get("decode")}),
     shell:
-        "attribench --config-json {CFG} deliver --raw {input} --out {output} > {log} 2>&1 && rc=0 || rc=$?; "
+        "attribench deliver --raw {input} --out {output} > {log} 2>&1 && rc=0 || rc=$?; "
         "grep -h '^attribench: ' {log} >&2 || true; exit $rc"

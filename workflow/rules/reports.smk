@@ -38,4 +38,4 @@ for _name, _report in sorted(REPORTS.items()):
             name=_name,
             settings=lambda wc, name=_name: as_json(REPORTS[name].settings(P)),
         shell:
-            "attribench --config-json {CFG} --threads {threads} report {params.name} > {log} 2>&1"
+            "attribench --threads {threads} report {params.name} > {log} 2>&1"

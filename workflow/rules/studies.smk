@@ -14,4 +14,4 @@ rule study_split:
     params:
         split=lambda wc: as_json(split_config(P, wc.study)),
     shell:
-        "attribench --config-json {CFG} split --study {wildcards.study} --out {output} {input} > {log} 2>&1"
+        "attribench split --study {wildcards.study} --out {output} {input} > {log} 2>&1"

@@ -29,5 +29,5 @@ rule train:
     params:
         spec=lambda wc: as_json(experiment_spec(P, wc.experiment)),
     shell:
-        "attribench --config-json {CFG} --threads {threads} train --experiment {wildcards.experiment} "
+        "attribench --threads {threads} train --experiment {wildcards.experiment} "
         "--index {input.index} --out results/runs/{wildcards.experiment} > {log} 2>&1"

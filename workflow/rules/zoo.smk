@@ -13,4 +13,4 @@ rule build_zoo_model:
     params:
         spec=lambda wc: as_json(P["zoo"][wc.name]),
     shell:
-        "attribench --config-json {CFG} build-zoo --name {wildcards.name} --out {output} > {log} 2>&1"
+        "attribench build-zoo --name {wildcards.name} --out {output} > {log} 2>&1"
