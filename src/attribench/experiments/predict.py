@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 
 from attribench.core import paths
 from attribench.data.decode import Undecodable, open_image
+from attribench.data.generators.base import resolve_device
 from attribench.data.delivery import PIL_FORMATS, encode, resize_center_crop
 from attribench.data.imagedata import normalise, resize_crop
 from attribench.experiments.inference import OPENSET_FILE, PREDICT_JSON
@@ -177,10 +178,6 @@ def resolve_run(run: str) -> Path:
     if paths.run_dir(run).is_dir():
         return paths.run_dir(run)
     raise FileNotFoundError(f"--run {run}: neither a run directory nor an experiment in {paths.RUNS}")
-
-
-def resolve_device(device: str) -> str:
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 
 def predict_paths(
