@@ -9,6 +9,14 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
+# One build per working directory: a second one stops here, naming the running one (attribench.core.builds);
+# a dry run meanwhile gets a note instead.
+from attribench.core.builds import guard as build_guard
+
+_busy = build_guard() if workflow.is_main_process else None
+if _busy:
+    logger.warning(_busy)
+
 # Stop before any job if params.yaml is malformed. Our check first: it names the dotted key path
 # (profiles.smoke.generators.sd_tiny.guidnce); then snakemake's own validation of the same schema.
 from attribench.core.config import typed_overrides, validate as check_params
@@ -31,6 +39,12 @@ include: "workflow/rules/reports.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/plan.smk"
 include: "workflow/rules/hub.smk"
+
+
+# A run directory or shard deleted after what it fed was built: Snakemake alone would say "Nothing to be
+# done". Such outputs are moved aside (.snakemake/attribench/stale/), so this build makes them again.
+if workflow.is_main_process and not _busy:
+    move_aside(PLAN.stale_outputs())
 
 
 # Custom generator rules: one file per generator that the registry's backends cannot express.

@@ -137,6 +137,206 @@ def test_adding_a_class_moves_no_existing_image(tmp_path):
         assert same[0] == same[1]
 
 
+def test_class_index_files_make_the_whole_index(tmp_path):
+    from attribench.data.splits import read_index, write_index
+
+    prompts = [f"p{i}" for i in range(80)]
+    shards = {g: _class_shard(tmp_path, g, prompts) for g in ("sd", "sdxl")}
+    shards["a_folder"] = _folder_shard(tmp_path, "a_folder", 60)
+    parts = [write_index([shard], SPLIT, tmp_path / f"cls_{g}.parquet", generator=g) for g, shard in shards.items()]
+    assert all(len(p) for p in parts)
+    whole = build_index(list(shards.values()), SPLIT)
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(read_index(sorted(tmp_path.glob("cls_*.parquet"))), whole, check_dtype=False)
+    with pytest.raises(ValueError, match="class index of 'sd': its shards also hold images of \\['sdxl'\\]"):
+        write_index([shards["sd"], shards["sdxl"]], SPLIT, tmp_path / "bad.parquet", generator="sd")
+
+
+DIRECTORY_RULES = {"build_zoo_model", "sample_photos"}  # rules whose outputs are directory()s
+TARGETS = ["results/table1.csv", "results/table2.csv"]
+
+
+def _snakemake(repo, ws, *args):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(ws), "--cores", "1", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+def _planned(repo, ws, rule):
+    """{output file: rule} of every job a dry run of TARGETS would run (`--summary`'s plan column)."""
+    rows = [line.split("\t") for line in _snakemake(repo, ws, "--summary", *TARGETS).splitlines()[1:]]
+    return {
+        r[0]
+        for r in rows
+        if r[2] == rule and r[5] != "no update" and not r[0].endswith((".safetensors", "predict.json", ".png"))
+    }
+
+
+def _build_by_touch(repo, ws):
+    """Every output of the TARGETS' DAG created empty, then marked up to date in DAG order with
+    `snakemake --touch`: a built workspace as far as Snakemake can tell, without torch or rendering."""
+    rows = [line.split("\t") for line in _snakemake(repo, ws, "--summary", *TARGETS).splitlines()[1:]]
+    for out, _date, rule, *_ in rows:
+        path = ws / out
+        if rule in DIRECTORY_RULES:
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+            # the provenance a real build writes, which says whose result it is (results/ is shared)
+            if out.startswith("results/runs/") and out.endswith("/metrics.json"):
+                path.write_text('{"profile": "smoke"}')
+            elif out.startswith("results/") and out.endswith(".csv"):
+                path.write_text("profile\nsmoke\n")
+    _snakemake(repo, ws, "--touch", *TARGETS)
+    assert "Nothing to be done" in _snakemake(repo, ws, "-n", *TARGETS)
+
+
+@pytest.fixture(scope="module")
+def built_ws(repo, tmp_path_factory):
+    """The smoke profile's Table 1 + 2 DAG, built by touch; plus a generator rendered from a user's
+    local model directory (`my_model/`)."""
+    ws = tmp_path_factory.mktemp("built") / "ws"
+    ws.mkdir()
+    (ws / "workflow").symlink_to(repo / "workflow")
+    raw = _raw(repo)
+    raw["profile"] = "smoke"
+    weights = ws / "my_model" / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"weights v1")
+    gens = raw["profiles"]["smoke"]["generators"]
+    gens["my_sd"] = {**gens["sd_tiny"], "model": "my_model", "family": "my_sd"}
+    (ws / "params.yaml").write_text(yaml.safe_dump(raw))
+    _build_by_touch(repo, ws)
+    return ws, raw
+
+
+@pytest.fixture()
+def ws(built_ws, tmp_path):
+    """A private copy of the built workspace (copytree keeps mtimes: still up to date)."""
+    src, raw = built_ws
+    dst = tmp_path / "ws"
+    shutil.copytree(src, dst, symlinks=True)
+    return dst, json.loads(json.dumps(raw))
+
+
+def test_adding_a_class_retrains_only_the_runs_whose_views_hold_it(repo, ws):
+    # Main before: every run read the one index.parquet, so any new class re-trained all of them.
+    from attribench.core.config import resolve
+    from attribench.experiments.specs import experiment_index
+
+    ws, raw = ws
+    assert "Nothing to be done" in _snakemake(repo, ws, "-n", *TARGETS)
+    tables = resolve(raw)["tables"]
+    runs = {f"results/runs/{e}/metrics.json": e for t in ("table1", "table2") for e in tables[t]["experiments"]}
+
+    # 1. a folder class (captioned "caption": outside the natural / creative views of Table 2)
+    (ws / "incoming").mkdir()
+    Image.new("RGB", (16, 16), (9, 9, 9)).save(ws / "incoming" / "a.png")
+    gens = raw["profiles"]["smoke"]["generators"]
+    gens["new_folder"] = {"backend": "folder", "family": "new_folder", "path": "incoming"}
+    (ws / "params.yaml").write_text(yaml.safe_dump(raw))
+    cfg = resolve(raw)
+    holds = {f: e for f, e in runs.items() if any("/new_folder." in p for p in experiment_index(cfg, e))}
+    assert set(holds.values()) == set(tables["table1"]["experiments"])  # the `all` view only
+    assert _planned(repo, ws, "train") == set(holds)
+    assert _planned(repo, ws, "split_class") == {"data/smoke/dataset/classes/new_folder.parquet"}
+
+    # 2. and a diffusers class (natural + creative prompts): now Table 2's runs hold a new class too
+    gens["sd_tiny_3step"] = {**gens["sd_tiny"], "steps": 3}
+    (ws / "params.yaml").write_text(yaml.safe_dump(raw))
+    assert _planned(repo, ws, "train") == set(runs)
+    assert _planned(repo, ws, "split_class") == {
+        f"data/smoke/dataset/classes/{g}.parquet" for g in ("new_folder", "sd_tiny_3step")
+    }
+    assert {p.split("/")[-2] for p in _planned(repo, ws, "render")} == {"new_folder", "sd_tiny_3step"}
+
+
+def test_a_deleted_run_or_shard_is_rebuilt_and_only_what_reads_it(repo, ws):
+    # Main before: deleting results/runs/<name>/ and asking for the table said "Nothing to be done".
+    from attribench.core.config import resolve
+    from attribench.experiments.specs import experiment_index
+
+    ws, raw = ws
+    shutil.rmtree(ws / "results" / "runs" / "ef_all")
+    # another profile's dry run leaves the smoke results alone (they are not its results)
+    _snakemake(repo, ws, "-n", "results/table1.csv", "--config", "profile=paper")
+    assert (ws / "results/table1.csv").exists() and not (ws / ".snakemake/attribench/stale").exists()
+    assert _planned(repo, ws, "train") == {"results/runs/ef_all/metrics.json"}
+    assert _planned(repo, ws, "report_table1") == {
+        "results/table1.csv",
+        "results/table1.md",
+        "results/metrics/table1.json",
+    }
+    assert _planned(repo, ws, "report_table2") == set()
+    assert (ws / ".snakemake/attribench/stale/results/table1.csv").exists()  # moved aside, not deleted
+
+    shard = sorted((ws / "data/smoke/shards/delivered/dcgan_faces").glob("*.parquet"))[0]
+    shard.unlink()
+    assert _planned(repo, ws, "deliver") == {str(shard.relative_to(ws))}
+    assert _planned(repo, ws, "render") == set()  # its raw shard is still there
+    assert _planned(repo, ws, "split_class") == {"data/smoke/dataset/classes/dcgan_faces.parquet"}
+    cfg = resolve(raw)
+    runs = {e for t in ("table1", "table2") for e in cfg["tables"][t]["experiments"]}
+    readers = {
+        f"results/runs/{e}/metrics.json" for e in runs if any("/dcgan_faces." in p for p in experiment_index(cfg, e))
+    }
+    assert readers and _planned(repo, ws, "train") == readers | {"results/runs/ef_all/metrics.json"}
+    assert "Nothing to be done" not in _snakemake(repo, ws, "-n", *TARGETS)
+
+
+def test_edited_local_weights_re_render(repo, ws):
+    ws, _raw_params = ws
+    assert _planned(repo, ws, "render") == set()
+    (ws / "my_model" / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"weights v2")
+    assert {p.split("/")[-2] for p in _planned(repo, ws, "render")} == {"my_sd"}
+
+
+def test_a_second_build_in_the_same_directory_is_refused_by_name(repo, ws):
+    # Main before: a second Snakemake during a build got IncompleteFilesException advising
+    # --rerun-incomplete (a second writer on the first one's files).
+    from attribench.core.builds import REGISTRY, is_dry_run
+
+    assert is_dry_run(["snakemake", "-np", "x"]) and is_dry_run(["snakemake", "--dry-run"])
+    assert not is_dry_run(["snakemake", "--cores", "2", "results/table1.csv"])
+    ws, _raw_params = ws
+    first = subprocess.Popen(["sleep", "120"])  # stands in for the running build's process
+    try:
+        (ws / REGISTRY).mkdir(parents=True, exist_ok=True)
+        cmdline = "sleep 120"
+        (ws / REGISTRY / f"{first.pid}.json").write_text(
+            json.dumps({"pid": first.pid, "cmdline": cmdline, "started": "2026-12-06 05:00:00"})
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(repo / "Snakefile"),
+            "-d",
+            str(ws),
+            "--cores",
+            "1",
+            *TARGETS,
+        ]
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+        assert second.returncode != 0
+        assert f"another Snakemake is building in this directory (pid {first.pid}" in second.stderr + second.stdout
+        assert "IncompleteFilesException" not in second.stderr + second.stdout
+        dry = subprocess.run([*cmd, "-n"], capture_output=True, text=True, timeout=300, check=False)
+        assert dry.returncode == 0 and "add --ignore-incomplete" in dry.stderr + dry.stdout
+    finally:
+        first.kill()
+        first.wait()
+    again = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, check=False
+    )  # the dead one's entry is cleared
+    assert again.returncode == 0 and "Nothing to be done" in again.stderr, again.stderr[-2000:]
+    assert not list((ws / REGISTRY).glob(f"{first.pid}.json"))
+
+
 def test_unmet_counts_are_an_error_naming_class_split_and_numbers(tmp_path):
     shards = [
         _class_shard(tmp_path, "sd", [f"p{i}" for i in range(80)]),

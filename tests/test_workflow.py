@@ -53,9 +53,11 @@ def test_custom_rule_generator_reaches_the_dataset(repo, workdir):
     dry = _snakemake(repo, workdir, "-n", "results/dataset_summary.csv", "--configfile", str(workdir / "extra.yaml"))
     assert dry.returncode == 0, dry.stderr
     assert "unpack_import_archive" in dry.stdout
-    # Its delivered shard is an input of the split, like every registry generator's.
-    split_job = re.search(r"rule split:\n\s+input: ([^\n]+)", dry.stdout).group(1)
-    assert "data/smoke/shards/delivered/my_tool/folder-0000.parquet" in split_job
+    # Its delivered shard is the input of its class index, like every registry generator's.
+    split_job = re.search(
+        r"rule split_class:\n\s+input: ([^\n]+)\n\s+output: data/smoke/dataset/classes/my_tool", dry.stdout
+    )
+    assert split_job and split_job.group(1) == "data/smoke/shards/delivered/my_tool/folder-0000.parquet"
 
     target = "data/smoke/shards/delivered/my_tool/folder-0000.parquet"
     run = _snakemake(repo, workdir, "--cores", "1", target, "--configfile", str(workdir / "extra.yaml"))

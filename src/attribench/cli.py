@@ -152,7 +152,17 @@ def cmd_split(args, cfg):
         from attribench.core.hp_studies import split_config  # per command: a job imports only what it runs
 
         split_cfg = split_config(cfg, args.study)
-    write_index(args.shards, split_cfg, args.out)
+    elif args.generator:  # one class's part of the benchmark index: only its own allow_short applies
+        allowed = [args.generator] if args.generator in (split_cfg.get("allow_short") or ()) else []
+        split_cfg = {**split_cfg, "allow_short": allowed}
+    write_index(args.shards, split_cfg, args.out, generator=args.generator)
+
+
+def cmd_index(args, cfg):
+    from attribench.data.splits import merge_index  # per command: a job imports only what it runs
+    from attribench.data.views import check_view_inputs  # reason: as above
+
+    check_view_inputs(cfg, merge_index(args.classes, args.out))
 
 
 def cmd_train(args, cfg):
@@ -255,8 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("deliver", cmd_deliver, "apply the delivery policy to one raw shard", "raw", "out")
     sp = add("split", cmd_split, "prompt-disjoint train/val/test index over delivered shards", "out")
     sp.add_argument("--study", help="a hyperparameter study: use its split settings")
+    sp.add_argument("--generator", help="one class's part of the benchmark index (its shards only)")
     sp.add_argument("shards", nargs="+")
-    add("train", cmd_train, "run one named experiment (train + test) into a run folder", "experiment", "index", "out")
+    sp = add("index", cmd_index, "the benchmark index: every class index file, checked against the views", "out")
+    sp.add_argument("classes", nargs="+")
+    sp = add("train", cmd_train, "run one named experiment (train + test) into a run folder", "experiment", "out")
+    sp.add_argument("--index", nargs="+", required=True, help="its index files (class indexes, or a study's index)")
     sp = add("edit", cmd_edit, "post-edit the test images with one tool (and mask band)", "tool", "index", "out")
     sp.add_argument("--band", default="all")
     sp = add("report", cmd_report, "build one table or figure of the report registry (its runs must exist)")

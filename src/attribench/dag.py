@@ -6,6 +6,8 @@ specs and report declarations, so building the DAG (even the ~5000-job paper one
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 from attribench.core import paths
@@ -46,8 +48,17 @@ class Plan:
         specs = {**self.cfg["generators"], **self.study_generators}
         return sorted(g for g, s in specs.items() if s["backend"] == "openai")
 
-    def delivered_shards(self) -> list[str]:
-        return [str(paths.delivered_shard(self.cfg, g, c)) for g in self.cfg["generators"] for c in self.chunks_of(g)]
+    def delivered_shards(self, generator: str | None = None) -> list[str]:
+        gens = [generator] if generator else list(self.cfg["generators"])
+        return [str(paths.delivered_shard(self.cfg, g, c)) for g in gens for c in self.chunks_of(g)]
+
+    def class_indexes(self) -> list[str]:
+        return [str(paths.class_index(self.cfg, g)) for g in sorted(self.cfg["generators"])]
+
+    def class_split_config(self, generator: str) -> dict:
+        """What decides one class index: the split settings, with `allow_short` for this class only."""
+        split = {k: v for k, v in self.cfg["split"].items() if k != "allow_short"}
+        return {**split, "allow_short": generator in (self.cfg["split"].get("allow_short") or ())}
 
     def study_delivered_shards(self, study: str) -> list[str]:
         classes = [g for g in self.study_generators if g.split(SEP, 1)[0] == study]
@@ -112,3 +123,74 @@ class Plan:
 
     def all_report_outputs(self) -> list[str]:
         return [p for name in sorted(self.reports) for p in self.report_outputs(name).values()]
+
+    def stale_outputs(self) -> dict[str, list[str]]:
+        """{built output: its deleted inputs} for results whose inputs were deleted after they were built:
+        a table over a deleted run directory, a run over a deleted class index, a class index over a
+        deleted delivered shard. Snakemake alone calls such an output up to date ("Nothing to be done");
+        the Snakefile moves it aside so that the next build makes the inputs and it again. Raw shards are
+        not followed: deleting them once delivered frees disk and re-renders nothing."""
+        stale: dict[str, list[str]] = {}
+
+        def mark(outputs, inputs) -> None:
+            outputs = [str(o) for o in outputs if Path(o).exists()]
+            gone = [str(f) for f in inputs if not Path(f).exists()]
+            if outputs and gone:
+                stale.update({o: gone for o in outputs})
+
+        for name in self.reports:
+            if self._report_profile(name) == self.cfg["profile"]:  # results/ is shared by the profiles
+                files = [f for v in self.report_inputs(name).values() for f in ([v] if isinstance(v, str) else v)]
+                mark(self.report_outputs(name).values(), files)
+        for run in self.cfg["experiments"]:
+            out = paths.run_dir(run)
+            if _run_profile(run) == self.cfg["profile"]:
+                inputs = self.train_inputs(run)
+                mark(sorted(out.iterdir()), [*inputs["index"], *inputs["upstream"]])
+        for gen in self.cfg["generators"]:
+            mark([paths.class_index(self.cfg, gen)], self.delivered_shards(gen))
+        mark([paths.dataset_index(self.cfg)], self.class_indexes())
+        for study in studies(self.cfg):
+            mark([paths.study_index(self.cfg, study)], self.study_delivered_shards(study))
+        return stale
+
+    def _report_profile(self, name: str) -> str | None:
+        """The profile a built report came from: its CSV's `profile` column, else its runs'."""
+        csv_out = self.report_outputs(name).get("csv")
+        if csv_out and Path(csv_out).exists():
+            with open(csv_out, newline="") as fh:
+                row = next(csv.DictReader(fh), None) or {}
+            if "profile" in row:
+                return row["profile"]
+        profiles = {_run_profile(e) for e in self.reports.lookup(name).runs(self.cfg)} - {None}
+        return profiles.pop() if len(profiles) == 1 else None
+
+
+STALE = Path(".snakemake/attribench/stale")
+
+
+def _run_profile(run: str) -> str | None:
+    try:
+        return json.loads(paths.run_metrics(run).read_text()).get("profile")
+    except (OSError, ValueError):
+        return None
+
+
+def move_aside(stale: dict[str, list[str]], into: Path = STALE) -> list[str]:
+    """Move stale outputs (see `Plan.stale_outputs`) under `into`, keeping their paths, and say so."""
+    import shutil
+    import sys
+
+    for out, gone in sorted(stale.items()):
+        dest = into / out
+        if dest.exists():
+            shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(out, dest)
+        print(
+            f"attribench: {out} was built from {gone[0]}"
+            + (f" (+{len(gone) - 1} more)" if len(gone) > 1 else "")
+            + f", which is gone: moved to {dest}, to be built again",
+            file=sys.stderr,
+        )
+    return sorted(stale)

@@ -44,6 +44,11 @@ def dataset_index(cfg: dict) -> Path:
     return data_root(cfg) / "dataset" / "index.parquet"
 
 
+def class_index(cfg: dict, generator: str) -> Path:
+    """One class's rows of the split index: what a run reads, so a new class leaves other runs alone."""
+    return data_root(cfg) / "dataset" / "classes" / f"{generator}.parquet"
+
+
 def study_index(cfg: dict, study: str) -> Path:
     return data_root(cfg) / "studies" / study / "index.parquet"
 

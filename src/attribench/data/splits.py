@@ -77,8 +77,27 @@ def build_index(shards: list[str | Path], split_cfg: dict) -> pd.DataFrame:
     return meta.sort_values(["generator", "split", "image_id"]).reset_index(drop=True)
 
 
-def write_index(shards: list[str | Path], split_cfg: dict, out: str | Path) -> pd.DataFrame:
+def write_index(shards: list[str | Path], split_cfg: dict, out: str | Path, generator: str | None = None) -> pd.DataFrame:
+    """The index of `shards`; with `generator`, one class's part of it (a split is a function of each
+    group and each class alone, so the parts of all classes concatenate to the whole index)."""
     index = build_index(shards, split_cfg)
+    if generator is not None:
+        other = sorted(set(index["generator"]) - {generator})
+        if other:
+            raise ValueError(f"class index of '{generator}': its shards also hold images of {other}")
+    with atomic_path(out) as tmp:
+        index.to_parquet(tmp, index=False)
+    return index
+
+
+def read_index(paths: list[str | Path]) -> pd.DataFrame:
+    """Class index files as one index, in the order `build_index` gives the whole."""
+    index = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    return index.sort_values(["generator", "split", "image_id"]).reset_index(drop=True)
+
+
+def merge_index(class_files: list[str | Path], out: str | Path) -> pd.DataFrame:
+    index = read_index(class_files)
     with atomic_path(out) as tmp:
         index.to_parquet(tmp, index=False)
     return index

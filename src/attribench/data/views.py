@@ -196,18 +196,56 @@ def _sources_of(spec: dict, cfg: dict) -> set[str]:
     return set(spec.get("prompt_sources") or cfg["prompts"]["sources"])
 
 
-def planned_classes(cfg: dict, name: str) -> list[str]:
-    """The classes dataset view `name` will have, from params alone (no data): what `select` keeps
-    of the benchmark generators. A check that a paper view is the paper's N-way task before any render."""
+def _view_spec(cfg: dict, name: str) -> dict:
     if name not in cfg.get("datasets", {}):
         raise KeyError(f"dataset view '{name}' is not in params (known: {sorted(cfg.get('datasets', {}))})")
-    spec = cfg["datasets"][name]
+    return cfg["datasets"][name]
+
+
+def _kept_generators(cfg: dict, spec: dict) -> dict:
     gens = dict(cfg["generators"])
     if spec.get("classes"):
         gens = {g: s for g, s in gens.items() if g in spec["classes"]}
     gens = {g: s for g, s in gens.items() if g not in set(spec.get("exclude") or [])}
     if spec.get("prompt_sources"):
         gens = {g: s for g, s in gens.items() if _sources_of(s, cfg) & set(spec["prompt_sources"])}
+    return gens
+
+
+def view_generators(cfg: dict, name: str) -> list[str]:
+    """The generators whose images view `name` can read, from params alone: a run's inputs are these
+    classes' index files, so adding a class re-trains only the runs whose views contain it. A superset
+    of what `select` keeps (generators that `labels` names are in, for its name checks); the index job
+    checks it against the data (`check_view_inputs`)."""
+    spec = _view_spec(cfg, name)
+    keep = set(_kept_generators(cfg, spec))
+    named = {n for v in (spec.get("labels") or {}).values() if v != ANY for n in v}
+    keep |= {g for g, s in cfg["generators"].items() if g in named or s.get("family") in named}
+    return sorted(keep)
+
+
+def check_view_inputs(cfg: dict, index: pd.DataFrame) -> None:
+    """Every generator a view selects from the full index is one whose index file its runs read."""
+    for name, spec in cfg.get("datasets", {}).items():
+        df = index
+        if spec.get("classes"):
+            df = df[df["generator"].isin(spec["classes"])]
+        df = df[~df["generator"].isin(spec.get("exclude") or [])]
+        if spec.get("prompt_sources"):
+            df = df[df["prompt_source"].isin(spec["prompt_sources"])]
+        missed = sorted(set(df["generator"]) - set(view_generators(cfg, name)))
+        if missed:
+            raise ValueError(
+                f"dataset view '{name}' selects images of {missed}, which params say it cannot "
+                "(a generator's prompt_sources does not match its images): its runs would not read them"
+            )
+
+
+def planned_classes(cfg: dict, name: str) -> list[str]:
+    """The classes dataset view `name` will have, from params alone (no data): what `select` keeps
+    of the benchmark generators. A check that a paper view is the paper's N-way task before any render."""
+    spec = _view_spec(cfg, name)
+    gens = _kept_generators(cfg, spec)
     if spec.get("labels"):
         labels = spec["labels"]
         named = {n for v in labels.values() if v != ANY for n in v}

@@ -29,6 +29,7 @@ from attribench.core.io import atomic_path
 from attribench.data.views import label_of, select
 from attribench.training.metrics import bootstrap_ci, classification_metrics, plot_confusion
 from attribench.data.shards import load_images
+from attribench.data.splits import read_index
 from attribench.core.paths import PLOTS, RUNS  # noqa: F401  (re-exported)
 from attribench.transforms.derived import derived_view
 from attribench.training.trainers import trainer_for
@@ -160,12 +161,12 @@ def _labelled(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_experiment(
-    cfg: dict, name: str, index_path: str | Path, out_dir: str | Path, threads: int | None = None
+    cfg: dict, name: str, index_path: str | Path | list, out_dir: str | Path, threads: int | None = None
 ) -> dict:
-
+    """`index_path`: the split index, or the list of index files it is made of (`experiment_index`)."""
     spec = experiment_spec(cfg, name)
     out_dir = Path(out_dir)
-    index = pd.read_parquet(index_path)
+    index = read_index(index_path if isinstance(index_path, (list, tuple)) else [index_path])
     train_ds = select(index, spec["train"], spec["datasets"][spec["train"]], spec["seed"])
     tests = {t: select(index, t, spec["datasets"][t], spec["seed"]) for t in spec["test"]}
     # Classes are the view's labels (`labels`: e.g. real / fake) or else its generators.

@@ -11,6 +11,7 @@ import json
 from attribench.core import paths
 from attribench.core.hp_studies import describe, index_path, studies
 from attribench.core.paths import RUNS
+from attribench.data.views import view_generators
 
 
 def run_metrics(experiment: str) -> dict:
@@ -109,12 +110,16 @@ def model_kwargs_for_size(attributor_spec: dict, input_size: int) -> dict:
     return attributor_spec
 
 
-def experiment_index(cfg: dict, name: str) -> str:
-    """The split index an experiment reads: the benchmark's, or its hyperparameter study's."""
-    study = cfg["experiments"][name].get("study") if name in cfg["experiments"] else None
-    if study:
-        return index_path(cfg, study)
-    return str(paths.dataset_index(cfg))
+def experiment_index(cfg: dict, name: str) -> list[str]:
+    """The index files an experiment reads: its hyperparameter study's index, or the class index of
+    every generator its train and test views can hold (so adding a class re-trains only the runs
+    whose views contain it)."""
+    exp = cfg["experiments"].get(name) or {}
+    if exp.get("study"):
+        return [index_path(cfg, exp["study"])]
+    views = [exp["train"], *(exp.get("test") or [])] if exp else []
+    gens = sorted({g for v in views for g in view_generators(cfg, v)}) if exp else sorted(cfg["generators"])
+    return [str(paths.class_index(cfg, g)) for g in gens]
 
 
 def describe_model(attributor: dict) -> str:
