@@ -1,6 +1,8 @@
 # attribench — Snakemake entry point.
 #   snakemake --cores 8 results/dataset_summary.csv            (offline smoke profile)
 #   snakemake --cores 8 results/table1.csv --config profile=paper
+import sys
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -43,7 +45,7 @@ include: "workflow/rules/hub.smk"
 
 # A run directory or shard deleted after what it fed was built: Snakemake alone would say "Nothing to be
 # done". Such outputs are moved aside (.snakemake/attribench/stale/), so this build makes them again.
-if workflow.is_main_process and not _busy:
+if workflow.is_main_process and not _busy and "--lint" not in sys.argv:
     move_aside(PLAN.stale_outputs())
 
 

@@ -187,10 +187,9 @@ def move_aside(stale: dict[str, list[str]], into: Path = STALE) -> list[str]:
             shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(out, dest)
+        more = f" (+{len(gone) - 1} more)" if len(gone) > 1 else ""
         print(
-            f"attribench: {out} was built from {gone[0]}"
-            + (f" (+{len(gone) - 1} more)" if len(gone) > 1 else "")
-            + f", which is gone: moved to {dest}, to be built again",
+            f"attribench: {out} needs {gone[0]}{more}, which is missing: moved to {dest}, to be built again",
             file=sys.stderr,
         )
     return sorted(stale)
