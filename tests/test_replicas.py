@@ -194,16 +194,23 @@ def test_reverting_the_stable_cascade_fixes_fails(cache2, paper_raw, monkeypatch
 
 
 def test_transform_and_text_encoder_replicas_load_offline_with_their_real_classes(
-    cache2, monkeypatch, one_torch_thread
+    cache2, paper_raw, monkeypatch, one_torch_thread
 ):
     import numpy as np
 
     from attribench.models.text_encoders import CLIPText
     from attribench.transforms import inpaint, learned
     from attribench.transforms.registry import BatchMeta
-    from attribench.transforms.weights import resolve_weights
+    from attribench.transforms import weights
+    from attribench.transforms.weights import NeedsWeights, resolve_weights
 
+    monkeypatch.setattr(weights, "_HUB", dict(weights._HUB))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache2))
+    # Main before: transforms looked hub ids up unpinned (refs/main), which a fetched commit does not
+    # have: the real run failed where the rehearsal (whose replicas wrote refs/main) passed.
+    with pytest.raises(NeedsWeights):
+        resolve_weights("LiheYoung/depth-anything-small-hf")
+    weights.configure(config.resolve(paper_raw), cache2)  # as the CLI does for every job
     imgs = (np.random.default_rng(0).random((1, 64, 64, 3)) * 255).astype(np.uint8)
     meta = BatchMeta.build(imgs, ids=["a"], prompts=["a cat"])
     for fn, kw in [

@@ -306,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         cfg = _cfg(args) if getattr(args, "needs_cfg", True) else None  # predict reads only the run dir
+        if cfg is not None:
+            from attribench.transforms.weights import configure  # no torch: pins + cache for transforms' hub ids
+
+            configure(cfg)
         rc = args.fn(args, cfg)
     except (config_mod.ConfigError, KeyError, FileNotFoundError, ValueError, NotImplementedError, RuntimeError) as err:
         if args.verbose:

@@ -1,6 +1,7 @@
 """Hub-shaped replicas: for a hub id the paper profile loads, a tiny random-weight pipeline of the same
 class and components, saved the way the hub serves it, into a Hugging Face hub cache at the pinned
-revision (`models--org--name/snapshots/<revision>/` + `refs/main`). `from_pretrained(id, revision=...,
+revision (`models--org--name/snapshots/<revision>/`, and no `refs/main`: fetching a pinned commit writes
+none, so a load that does not pass the pin fails here as it would for real). `from_pretrained(id, revision=...,
 cache_dir=...)` then resolves it offline exactly as it would resolve the fetched repo, so a rehearsal
 exercises the paper's own ids, classes, schedulers and call settings.
 
@@ -244,12 +245,6 @@ OTHER_KINDS = {
 REPLICA_MARK = ".replica"  # in every folder a replica writes outside the hub cache (dotfiles are not imported)
 
 
-def _write_ref(snap: Path, revision: str) -> None:
-    refs = snap.parent.parent / "refs"
-    refs.mkdir(parents=True, exist_ok=True)
-    (refs / "main").write_text(revision)
-
-
 def _fresh(cache, model_id, revision) -> Path:
     snap = snapshot_dir(cache, model_id, revision)
     if snap.exists():
@@ -311,7 +306,6 @@ def build_replica(model_id: str, revision: str, pipeline: str, cache: str | Path
             raise ValueError(f"{model_id}: {pipeline} needs its prior repo (id, revision)")
         prior_snap = _fresh(cache, prior[0], prior[1])
         _save(PRIOR_OF[pipeline](seed), prior_snap, variant)
-        _write_ref(prior_snap, prior[1])
         _save(DECODER_OF[pipeline](seed), snap, variant)
         _as_hub_index(snap)
         (snap / "README.md").write_text(f"---\nprior:\n- {prior[0]}\nlicense: other\n---\n# replica of {model_id}\n")
@@ -322,7 +316,6 @@ def build_replica(model_id: str, revision: str, pipeline: str, cache: str | Path
             pipe.register_modules(safety_checker=checker, feature_extractor=extractor)
             pipe.register_to_config(requires_safety_checker=True)
         _save(pipe, snap, variant)
-    _write_ref(snap, revision)
     return snap
 
 

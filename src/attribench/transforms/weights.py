@@ -21,8 +21,22 @@ class NeedsWeights(RuntimeError):
         )
 
 
+# Hub ids load at the revision params pin (`hub_models`), from the cache fetch_models fills, as the
+# generators do: a fetched commit has no `refs/main`, so an unpinned lookup would miss it.
+_HUB: dict = {"pins": None, "cache": None}
+
+
+def configure(cfg: dict, cache: str | Path | None = None) -> None:
+    """Pins and hub cache for every later `resolve_weights` (the CLI calls this for each job)."""
+    from attribench.core.paths import HUB_CACHE
+
+    _HUB["pins"] = {m: (p or {}).get("revision") for m, p in (cfg.get("hub_models") or {}).items()}
+    _HUB["cache"] = str(cache or HUB_CACHE)
+
+
 def resolve_weights(model: str) -> str:
-    """Local path for `model` (a directory, or a hub id already in the cache); else NeedsWeights."""
+    """Local path for `model` (a directory, or a hub id already in the cache at its pinned revision);
+    else NeedsWeights."""
     if Path(model).expanduser().is_dir():
         return str(Path(model).expanduser())
     if Path(model).exists() or model.startswith((".", "/", "~")):
@@ -30,10 +44,18 @@ def resolve_weights(model: str) -> str:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
+    where = {}
+    if _HUB["pins"] is not None:
+        if model not in _HUB["pins"]:
+            raise NeedsWeights(model, " (not in hub_models: no pinned revision to load)")
+        if _HUB["pins"][model] is None:
+            raise NeedsWeights(model, " (hub_models pins no revision yet)")
+        where = {"revision": _HUB["pins"][model], "cache_dir": _HUB["cache"]}
     try:
-        return snapshot_download(model, local_files_only=True)
+        return snapshot_download(model, local_files_only=True, **where)
     except (LocalEntryNotFoundError, HFValidationError, OSError, ValueError) as err:
-        raise NeedsWeights(model) from err
+        at = f" at revision {where['revision']} in {where['cache_dir']}" if where else ""
+        raise NeedsWeights(model, at) from err
 
 
 def weights_present(model: str) -> bool:
