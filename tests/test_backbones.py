@@ -82,6 +82,23 @@ def test_timm_backbone_loads_local_weights(name, tmp_path):
         assert bb.mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))
 
 
+def test_a_fixed_size_vit_is_built_for_the_input_size_asked(tmp_path):
+    # The rehearsal's toy resolution: the 224 px weight file of a ViT, loaded for 64 px input (timm
+    # resamples the position embedding); img_size and input_size that disagree are an error.
+    kw = {"depth": 1, "embed_dim": 32, "num_heads": 2}
+    path = tmp_path / "clip.safetensors"
+    save_file(timm.create_model("vit_base_patch16_clip_224", **kw).state_dict(), str(path))
+    bb = load_backbone(
+        "timm:vit_base_patch16_clip_224", {"weights_file": str(path), "model_kwargs": kw, "input_size": 64}
+    )
+    assert bb.input_size == 64 and bb.module(torch.randn(2, 3, 64, 64)).shape == (2, 32)
+    with pytest.raises(ValueError, match="input_size 64 but model_kwargs.img_size 224"):
+        load_backbone(
+            "timm:vit_base_patch16_clip_224",
+            {"weights_file": str(path), "input_size": 64, "model_kwargs": {**kw, "img_size": 224}},
+        )
+
+
 def test_timm_backbone_refuses_random_weights():
     with pytest.raises(ValueError, match="no weights offline for vit_base_patch16_clip_224.openai: set weights_file"):
         load_backbone("timm:vit_base_patch16_clip_224.openai")

@@ -25,6 +25,8 @@ SCALE_KEYS = {
     "width",
     "height",
     "size",
+    "input_size",
+    "img_size",
     "epochs",
     "warmup_epochs",
     "batch_size",

@@ -131,6 +131,14 @@ def _timm(model_name: str, spec: dict) -> Backbone:
         raise ValueError(f"no weights offline for {model_name}: set weights_file (a local weight file) "
                          "or allow_random: true to use random weights knowingly")
     kwargs = dict(spec.get("model_kwargs") or {})
+    want = spec.get("input_size")
+    if want and kwargs.get("img_size") and int(kwargs["img_size"]) != int(want):
+        raise ValueError(f"{model_name}: input_size {want} but model_kwargs.img_size {kwargs['img_size']}")
+    native = timm.models.get_pretrained_cfg(model_name)
+    if want and "img_size" not in kwargs and native and native.fixed_input_size and native.input_size[-1] != int(want):
+        # A ViT is built for one size: build it for this one (timm resamples the position embedding
+        # of the weight file) rather than fail on the first batch.
+        kwargs["img_size"] = int(want)
     model = timm.create_model(model_name, pretrained=bool(file),
                               pretrained_cfg_overlay={"file": str(file)} if file else None,
                               num_classes=0, **kwargs)

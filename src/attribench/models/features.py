@@ -108,6 +108,12 @@ def _batches(images: Sequence[bytes], bb: Backbone, size: int, batch_size: int, 
         yield (pixels.float() / 255.0 - mean) / std  # the backbone's own statistics (CLIP's differ)
 
 
+def _with_size(cfg: dict) -> dict:
+    """The backbone spec plus the input size the features are taken at (fixed-size ViTs are built for it)."""
+    spec = dict(cfg.get("spec") or {})
+    return {**spec, "input_size": cfg["input_size"]} if cfg.get("input_size") else spec
+
+
 @torch.inference_mode()
 def _embed(images: Sequence[bytes], bb: Backbone, cfg: dict, device: str) -> np.ndarray:
     size, bs = int(cfg.get("input_size") or bb.input_size), int(cfg.get("batch_size", 32))
@@ -143,7 +149,7 @@ def _check_spec(feature_spec: dict) -> list[str]:
 
 def _image_part(name: str, cfg: dict, images: Sequence[bytes], bb: Backbone | None = None,
                 device: str = "cpu") -> np.ndarray:
-    bb = bb or load_backbone(cfg["backbone"], cfg.get("spec"))
+    bb = bb or load_backbone(cfg["backbone"], _with_size(cfg))
     bb.module.to(device)  # device is not part of the spec: it must not change the cache key
     return IMAGE_PARTS[name](images, bb, cfg, device)
 
@@ -178,7 +184,7 @@ def compute_vectors(feature_spec: dict, images: Sequence[bytes], prompts: Sequen
 
 def _image_cache(index: pd.DataFrame, part: str, cfg: dict, out_path: str | Path, device: str = "cpu") -> Path:
     """Vectors for every image of `index` (needs image_id, shard), one shard in memory at a time."""
-    bb = load_backbone(cfg["backbone"], cfg.get("spec"))
+    bb = load_backbone(cfg["backbone"], _with_size(cfg))
     index = index.drop_duplicates("image_id")
     ids, vecs = [], []
     for _, group in tqdm(index.groupby("shard", sort=False), desc=f"{part} features", unit="shard", dynamic_ncols=True):
