@@ -13,7 +13,7 @@ configfile: "params.yaml"
 
 # One build per working directory: a second one stops here, naming the running one (attribench.core.builds);
 # a dry run meanwhile gets a note instead.
-from attribench.core.builds import guard as build_guard
+from attribench.core.builds import guard as build_guard, is_info_only
 
 _busy = build_guard() if workflow.is_main_process else None
 if _busy:
@@ -45,7 +45,7 @@ include: "workflow/rules/hub.smk"
 
 # A run directory or shard deleted after what it fed was built: Snakemake alone would say "Nothing to be
 # done". Such outputs are moved aside (.snakemake/attribench/stale/), so this build makes them again.
-if workflow.is_main_process and not _busy and "--lint" not in sys.argv:
+if workflow.is_main_process and not _busy and not is_info_only(sys.argv):
     move_aside(PLAN.stale_outputs())
 
 

@@ -16,7 +16,26 @@ import time
 from pathlib import Path
 
 REGISTRY = Path(".snakemake/attribench/builds")
-DRY_FLAGS = {"-n", "--dry-run", "--dryrun", "--summary", "--detailed-summary", "--lint", "--list-changes"}
+# Commands that only inspect the workflow: they neither build nor plan a build.
+INFO_FLAGS = {
+    "--lint",
+    "--list-rules",
+    "--list",
+    "-l",
+    "--list-target-rules",
+    "--lt",
+    "--dag",
+    "--rulegraph",
+    "--filegraph",
+    "--d3dag",
+    "--list-changes",
+    "--lc",
+}
+DRY_FLAGS = {"-n", "--dry-run", "--dryrun", "--summary", "--detailed-summary", "-S", "-D", *INFO_FLAGS}
+
+
+def is_info_only(argv: list[str]) -> bool:
+    return any(arg in INFO_FLAGS for arg in argv[1:])
 
 
 def is_dry_run(argv: list[str]) -> bool:
