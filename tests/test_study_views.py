@@ -121,3 +121,12 @@ def test_center_patch_is_the_centre_k_by_k_resized_back():
     np.testing.assert_array_equal(up[0], np.asarray(base.crop((14, 14, 18, 18)).resize((16, 16), Image.BICUBIC)))
     with pytest.raises(ValueError, match="k=32"):
         apply({"name": "center_patch", "k": 32}, img)
+
+
+def test_a_transform_on_a_zoo_model_counts_as_available_before_the_zoo_is_built(smoke_cfg, tmp_path, monkeypatch):
+    # A fresh clone: the DAG (and a report's declared runs) are decided before models/zoo exists. The
+    # SDEdit runs were left out of fig6's inputs, and the report then failed on their missing metrics.
+    monkeypatch.chdir(tmp_path)
+    assert transform_status(smoke_cfg, "fig6_sdedit_s001") == "ok"
+    spec = experiment_spec(smoke_cfg, "fig6_sdedit_s001")["transform"]
+    assert spec["model"].startswith("models/zoo/") and not (tmp_path / spec["model"]).exists()
