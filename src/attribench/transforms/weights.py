@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from attribench.core.paths import HUB_CACHE
+
 
 class NeedsWeights(RuntimeError):
     """The transform needs pretrained weights that are not on this machine (never substituted)."""
@@ -28,8 +30,6 @@ _HUB: dict = {"pins": None, "cache": None}
 
 def configure(cfg: dict, cache: str | Path | None = None) -> None:
     """Pins and hub cache for every later `resolve_weights` (the CLI calls this for each job)."""
-    from attribench.core.paths import HUB_CACHE
-
     _HUB["pins"] = {m: (p or {}).get("revision") for m, p in (cfg.get("hub_models") or {}).items()}
     _HUB["cache"] = str(cache or HUB_CACHE)
 
