@@ -151,3 +151,17 @@ def test_run_records_calibration_and_the_openset_report_builds(seen_run, monkeyp
     recorded = pd.concat([pd.read_parquet(paths.run_dir("toy_seen") / f"predictions_{t}.parquet") for t in ("seen",)])
     assert df["closed_set_accuracy"].iloc[0] == pytest.approx((recorded.true_label == recorded.pred_label).mean())
     assert out["png"].stat().st_size > 0
+
+
+def test_rebuilding_a_run_knows_the_methods_attributors():
+    # The open-set report rebuilds every `seen` run, DeepFeatureX's included: its report process failed
+    # with "unknown attributor 'deepfeaturex'" (only the runs' own process loaded the methods).
+    import subprocess
+    import sys
+
+    code = (
+        "import attribench.experiments.inference\n"
+        "from attribench.models.attributors.registry import ATTRIBUTORS\n"
+        "assert {'deepfeaturex', 'ju_fusion', 'jiang_probe'} <= set(ATTRIBUTORS), sorted(ATTRIBUTORS)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)

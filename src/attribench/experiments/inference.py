@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 
+import attribench.plugins  # noqa: F401  every attributor a run may name (the methods' too): runs are rebuilt here
 from attribench.core import paths
 from attribench.core.io import atomic_path
 from attribench.data.imagedata import (
