@@ -145,16 +145,15 @@ def cmd_deliver(args, cfg):
 
 
 def cmd_split(args, cfg):
-    from attribench.data.splits import write_index  # per command: a job imports only what it runs
+    from attribench.data.splits import class_split_config, write_index  # per command: a job imports only what it runs
 
     split_cfg = cfg["split"]
     if args.study:  # a hyperparameter study's own index: its classes only, its split settings
         from attribench.core.hp_studies import split_config  # per command: a job imports only what it runs
 
         split_cfg = split_config(cfg, args.study)
-    elif args.generator:  # one class's part of the benchmark index: only its own allow_short applies
-        allowed = [args.generator] if args.generator in (split_cfg.get("allow_short") or ()) else []
-        split_cfg = {**split_cfg, "allow_short": allowed}
+    elif args.generator:  # one class's part of the benchmark index
+        split_cfg = class_split_config(split_cfg, args.generator)
     write_index(args.shards, split_cfg, args.out, generator=args.generator)
 
 

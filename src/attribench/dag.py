@@ -14,6 +14,7 @@ from attribench.core import paths
 from attribench.core.hp_studies import SEP, all_study_generators, split_config, studies  # noqa: F401  (used by rules)
 from attribench.data.generators import get_backend
 from attribench.data.generators.base import prompts_per_job
+from attribench.data.splits import class_split_config
 from attribench.data.render import content_spec  # noqa: F401  (used by rules)
 from attribench.experiments.specs import experiment_index, experiment_spec, upstream_runs  # noqa: F401  (experiment_spec: rules)
 from attribench.reports.registry import load_reports
@@ -56,9 +57,8 @@ class Plan:
         return [str(paths.class_index(self.cfg, g)) for g in sorted(self.cfg["generators"])]
 
     def class_split_config(self, generator: str) -> dict:
-        """What decides one class index: the split settings, with `allow_short` for this class only."""
-        split = {k: v for k, v in self.cfg["split"].items() if k != "allow_short"}
-        return {**split, "allow_short": generator in (self.cfg["split"].get("allow_short") or ())}
+        """What decides one class index (the `split_class` rule's params; the job computes the same)."""
+        return class_split_config(self.cfg["split"], generator)
 
     def study_delivered_shards(self, study: str) -> list[str]:
         classes = [g for g in self.study_generators if g.split(SEP, 1)[0] == study]
@@ -131,6 +131,7 @@ class Plan:
         the Snakefile moves it aside so that the next build makes the inputs and it again. Raw shards are
         not followed: deleting them once delivered frees disk and re-renders nothing."""
         stale: dict[str, list[str]] = {}
+        run_profiles = {run: _run_profile(run) for run in self.cfg["experiments"]}  # one read of each metrics.json
 
         def mark(outputs, inputs) -> None:
             outputs = [str(o) for o in outputs if Path(o).exists()]
@@ -139,12 +140,12 @@ class Plan:
                 stale.update({o: gone for o in outputs})
 
         for name in self.reports:
-            if self._report_profile(name) == self.cfg["profile"]:  # results/ is shared by the profiles
+            if self._report_profile(name, run_profiles) == self.cfg["profile"]:  # results/ is shared by the profiles
                 files = [f for v in self.report_inputs(name).values() for f in ([v] if isinstance(v, str) else v)]
                 mark(self.report_outputs(name).values(), files)
         for run in self.cfg["experiments"]:
             out = paths.run_dir(run)
-            if _run_profile(run) == self.cfg["profile"]:
+            if run_profiles[run] == self.cfg["profile"]:
                 inputs = self.train_inputs(run)
                 mark(sorted(out.iterdir()), [*inputs["index"], *inputs["upstream"]])
         for gen in self.cfg["generators"]:
@@ -154,7 +155,7 @@ class Plan:
             mark([paths.study_index(self.cfg, study)], self.study_delivered_shards(study))
         return stale
 
-    def _report_profile(self, name: str) -> str | None:
+    def _report_profile(self, name: str, run_profiles: dict[str, str | None]) -> str | None:
         """The profile a built report came from: its CSV's `profile` column, else its runs'."""
         csv_out = self.report_outputs(name).get("csv")
         if csv_out and Path(csv_out).exists():
@@ -162,7 +163,7 @@ class Plan:
                 row = next(csv.DictReader(fh), None) or {}
             if "profile" in row:
                 return row["profile"]
-        profiles = {_run_profile(e) for e in self.reports.lookup(name).runs(self.cfg)} - {None}
+        profiles = {run_profiles.get(e) for e in self.reports.lookup(name).runs(self.cfg)} - {None}
         return profiles.pop() if len(profiles) == 1 else None
 
 

@@ -22,6 +22,7 @@ from attribench.data.shards import read_metadata
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
+INDEX_ORDER = ["generator", "split", "image_id"]  # the row order of every index file
 
 
 class ShortClassError(ValueError):
@@ -74,7 +75,13 @@ def build_index(shards: list[str | Path], split_cfg: dict) -> pd.DataFrame:
     meta["group"] = group_key(meta)
     meta["split"] = assign_splits(meta["group"], split_cfg["fractions"], split_cfg["seed"])
     meta["in_benchmark"] = sample_per_class(meta, split_cfg["counts"], split_cfg["seed"], split_cfg.get("allow_short", ()))
-    return meta.sort_values(["generator", "split", "image_id"]).reset_index(drop=True)
+    return meta.sort_values(INDEX_ORDER).reset_index(drop=True)
+
+
+def class_split_config(split_cfg: dict, generator: str) -> dict:
+    """One class's split settings: `allow_short` narrowed to that class (so listing another class there
+    changes nothing about this one's index)."""
+    return {**split_cfg, "allow_short": [generator] if generator in (split_cfg.get("allow_short") or ()) else []}
 
 
 def write_index(shards: list[str | Path], split_cfg: dict, out: str | Path, generator: str | None = None) -> pd.DataFrame:
@@ -93,7 +100,7 @@ def write_index(shards: list[str | Path], split_cfg: dict, out: str | Path, gene
 def read_index(paths: list[str | Path]) -> pd.DataFrame:
     """Class index files as one index, in the order `build_index` gives the whole."""
     index = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-    return index.sort_values(["generator", "split", "image_id"]).reset_index(drop=True)
+    return index.sort_values(INDEX_ORDER).reset_index(drop=True)
 
 
 def merge_index(class_files: list[str | Path], out: str | Path) -> pd.DataFrame:

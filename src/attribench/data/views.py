@@ -68,6 +68,17 @@ def label_map(index: pd.DataFrame, name: str, labels: dict) -> dict[str, str]:
     return out
 
 
+def filter_rows(df: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """The rows a view's `classes`, `exclude` and `prompt_sources` keep (before sampling and labels)."""
+    if spec.get("classes"):
+        df = df[df["generator"].isin(spec["classes"])]
+    if spec.get("exclude"):
+        df = df[~df["generator"].isin(spec["exclude"])]
+    if spec.get("prompt_sources"):
+        df = df[df["prompt_source"].isin(spec["prompt_sources"])]
+    return df
+
+
 def select(index: pd.DataFrame, name: str, spec: dict, seed: int = 0) -> pd.DataFrame:
     df = index
     if spec.get("one_vs_rest") and not spec.get("labels"):
@@ -76,12 +87,8 @@ def select(index: pd.DataFrame, name: str, spec: dict, seed: int = 0) -> pd.Data
         unknown = set(spec["classes"]) - set(index["generator"])
         if unknown:
             raise KeyError(f"datasets.{name}.classes names generators not in the index: {sorted(unknown)}")
-        df = df[df["generator"].isin(spec["classes"])]
-    if spec.get("exclude"):
-        df = df[~df["generator"].isin(spec["exclude"])]
+    df = filter_rows(df, spec)
     sources = spec.get("prompt_sources")
-    if sources:
-        df = df[df["prompt_source"].isin(sources)]
     if "counts" not in spec:
         out = df[df["in_benchmark"]]
     else:
@@ -227,13 +234,7 @@ def view_generators(cfg: dict, name: str) -> list[str]:
 def check_view_inputs(cfg: dict, index: pd.DataFrame) -> None:
     """Every generator a view selects from the full index is one whose index file its runs read."""
     for name, spec in cfg.get("datasets", {}).items():
-        df = index
-        if spec.get("classes"):
-            df = df[df["generator"].isin(spec["classes"])]
-        df = df[~df["generator"].isin(spec.get("exclude") or [])]
-        if spec.get("prompt_sources"):
-            df = df[df["prompt_source"].isin(spec["prompt_sources"])]
-        missed = sorted(set(df["generator"]) - set(view_generators(cfg, name)))
+        missed = sorted(set(filter_rows(index, spec)["generator"]) - set(view_generators(cfg, name)))
         if missed:
             raise ValueError(
                 f"dataset view '{name}' selects images of {missed}, which params say it cannot "
