@@ -4,40 +4,31 @@ import json
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from attribench.experiments.runs import experiment_spec, run_experiment
-from attribench.data.shards import encode_png, make_row, read_metadata, write_shard
 from attribench.training.loop import predict
 from attribench.data.shards import load_images
+from toy_data import TOY_NET, TOY_TRAINING, noisy, png_row, quarter_split_index
 
 COLOURS = {"red": (190, 60, 60), "blue": (60, 80, 190)}
 
 
 def _index(tmp_path):
     rng = np.random.default_rng(0)
-    rows = []
-    for g, colour in COLOURS.items():
-        for src in ("natural", "creative"):
-            for i in range(24):
-                img = np.clip(np.array(colour) + rng.normal(0, 30, (24, 24, 3)), 0, 255).astype(np.uint8)
-                rows.append(
-                    make_row(
-                        encode_png(Image.fromarray(img)),
-                        "png",
-                        generator=g,
-                        family=g,
-                        prompt=f"{src} {i}",
-                        prompt_id=f"{src}{i}",
-                        prompt_source=src,
-                    )
-                )
-    index = read_metadata([write_shard(rows, tmp_path / "toy.parquet")])
-    index["split"] = np.array(["train", "train", "val", "test"])[np.arange(len(index)) % 4]
-    index["in_benchmark"] = True
-    path = tmp_path / "index.parquet"
-    index.to_parquet(path)
-    return path
+    rows = [
+        png_row(
+            noisy(colour, rng, (24, 24), sigma=30),
+            g,
+            family=g,
+            prompt=f"{src} {i}",
+            prompt_id=f"{src}{i}",
+            prompt_source=src,
+        )
+        for g, colour in COLOURS.items()
+        for src in ("natural", "creative")
+        for i in range(24)
+    ]
+    return quarter_split_index(rows, tmp_path)
 
 
 def _cfg():
@@ -45,17 +36,8 @@ def _cfg():
     return {
         "profile": "test",
         "split": {"seed": 0},
-        "training": {
-            "epochs": 8,
-            "warmup_epochs": 1,
-            "batch_size": 8,
-            "lr": 2e-3,
-            "min_lr": 1e-5,
-            "weight_decay": 0.05,
-            "input_size": 16,
-            "seed": 0,
-        },
-        "attributors": {"toy": {"kind": "timm_scratch", "label": "toy net", "spec": {"model": "test_resnet"}}},
+        "training": {**TOY_TRAINING, "epochs": 8},
+        "attributors": dict(TOY_NET),
         "datasets": {
             "natural": {"prompt_sources": ["natural"], "counts": counts},
             "creative": {"prompt_sources": ["creative"], "counts": counts},

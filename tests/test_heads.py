@@ -7,14 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
 from attribench.models.attributors import build_attributor
 from attribench.models.backbones import load_backbone
 from attribench.data.imagedata import IMAGENET_MEAN, IMAGENET_STD
-from attribench.data.shards import encode_png, make_row, read_metadata, write_shard
+from attribench.data.shards import write_shard
 from attribench.training.loop import load_model, predict, predict_features, train_run
 from split_eval import evaluate_split
+from toy_data import prompt_split_index, prompt_split_rows
 
 torch.set_num_threads(1)
 
@@ -106,24 +106,14 @@ def test_finetune_renormalises_to_backbone_stats():
 
 
 def test_finetune_lite0_trains_through_train_run(tmp_path):
-    rng = np.random.default_rng(0)
-    rows = []
-    for g, colour in {"red": (190, 60, 60), "blue": (60, 80, 190)}.items():
-        for split, n in (("train", 8), ("val", 4), ("test", 4)):
-            for i in range(n):
-                img = np.clip(np.array(colour) + rng.normal(0, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
-                rows.append(
-                    make_row(
-                        encode_png(Image.fromarray(img)),
-                        "png",
-                        generator=g,
-                        source="generated",
-                        prompt=f"{split} {i}",
-                        prompt_source="toy",
-                    )
-                )
-    index = read_metadata([write_shard(rows, tmp_path / "toy.parquet")])
-    index["split"] = index["prompt"].str.split().str[0]
+    per_class = prompt_split_rows(
+        {"red": (190, 60, 60), "blue": (60, 80, 190)},
+        np.random.default_rng(0),
+        {"train": 8, "val": 4, "test": 4},
+        (32, 32),
+        sigma=30,
+    )
+    index = prompt_split_index([write_shard(sum(per_class.values(), []), tmp_path / "toy.parquet")])
     spec = {
         "attributor": "finetune",
         "attributor_spec": {"backbone": "efficientnet_lite0"},

@@ -305,28 +305,19 @@ def test_deepfeaturex_shapes_frozen_bases_and_base_runs(tmp_path):
 
 
 def test_ju_fusion_and_deepfeaturex_train_through_train_run(tmp_path):
-    from attribench.data.shards import make_row, read_metadata, write_shard
+    from attribench.data.shards import write_shard
     from attribench.training.loop import train_run
     from split_eval import evaluate_split
+    from toy_data import prompt_split_index, prompt_split_rows
 
-    rng = np.random.default_rng(0)
-    rows = []
-    for g, colour in {"real": (190, 60, 60), "fake": (60, 80, 190)}.items():
-        for split, n in (("train", 6), ("val", 2), ("test", 2)):
-            for i in range(n):
-                img = np.clip(np.array(colour) + rng.normal(0, 30, (128, 128, 3)), 0, 255).astype(np.uint8)
-                rows.append(
-                    make_row(
-                        encode_png(Image.fromarray(img)),
-                        "png",
-                        generator=g,
-                        source="generated",
-                        prompt=f"{split} {i}",
-                        prompt_source="toy",
-                    )
-                )
-    index = read_metadata([write_shard(rows, tmp_path / "toy.parquet")])
-    index["split"] = index["prompt"].str.split().str[0]
+    per_class = prompt_split_rows(
+        {"real": (190, 60, 60), "fake": (60, 80, 190)},
+        np.random.default_rng(0),
+        {"train": 6, "val": 2, "test": 2},
+        (128, 128),
+        sigma=30,
+    )
+    index = prompt_split_index([write_shard(sum(per_class.values(), []), tmp_path / "toy.parquet")])
     base = {
         "input_size": 128,
         "classes": ["fake", "real"],

@@ -3,41 +3,33 @@
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 from sklearn.metrics import average_precision_score
 
 from attribench.core import config
 from attribench.experiments.runs import run_experiment
 from attribench.reports.methods_table import build_methods_table
 from attribench.training.calibration import ece
-from attribench.data.shards import encode_png, make_row, read_metadata, write_shard
+from toy_data import TOY_NET, TOY_TRAINING, noisy, png_row, quarter_split_index
 
 COLOURS = {"real": (120, 120, 120), "red": (190, 60, 60), "blue": (60, 80, 190), "green": (60, 170, 80)}
 
 
 def _index(tmp_path):
     rng = np.random.default_rng(1)
-    rows = []
-    for g, colour in COLOURS.items():
-        for i in range(16):
-            img = np.clip(np.array(colour) + rng.normal(0, 25, (24, 24, 3)), 0, 255).astype(np.uint8)
-            rows.append(
-                make_row(
-                    encode_png(Image.fromarray(img)),
-                    "png",
-                    generator=g,
-                    family=g,
-                    source="real" if g == "real" else "generated",
-                    prompt=f"p{i}",
-                    prompt_id=f"p{i}",
-                    prompt_source="natural",
-                )
-            )
-    index = read_metadata([write_shard(rows, tmp_path / "toy.parquet")])
-    index["split"] = np.array(["train", "train", "val", "test"])[np.arange(len(index)) % 4]
-    index["in_benchmark"] = True
-    index.to_parquet(tmp_path / "index.parquet")
-    return tmp_path / "index.parquet"
+    rows = [
+        png_row(
+            noisy(colour, rng, (24, 24), sigma=25),
+            g,
+            family=g,
+            source="real" if g == "real" else "generated",
+            prompt=f"p{i}",
+            prompt_id=f"p{i}",
+            prompt_source="natural",
+        )
+        for g, colour in COLOURS.items()
+        for i in range(16)
+    ]
+    return quarter_split_index(rows, tmp_path)
 
 
 def _cfg():
@@ -56,17 +48,8 @@ def _cfg():
             g: {"backend": "folder", "family": g, "path": "x", **({"source": "real"} if g == "real" else {})}
             for g in COLOURS
         },
-        "training": {
-            "epochs": 6,
-            "warmup_epochs": 1,
-            "batch_size": 8,
-            "lr": 2e-3,
-            "min_lr": 1e-5,
-            "weight_decay": 0.05,
-            "input_size": 16,
-            "seed": 0,
-        },
-        "attributors": {"toy": {"kind": "timm_scratch", "label": "toy net", "spec": {"model": "test_resnet"}}},
+        "training": dict(TOY_TRAINING),
+        "attributors": dict(TOY_NET),
         "datasets": {"all": {}, "seen": {"heldout": "seen"}, "heldout": {"heldout": "unseen"}},
         "experiments": {
             "toy_all": {"attributor": "toy", "train": "all"},

@@ -8,15 +8,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from attribench.core import paths
-from attribench.data.shards import encode_png, make_row, read_metadata, write_shard
 from attribench.experiments.runs import run_experiment
 from attribench.reports.openset import build_openset
 from attribench.reports.registry import REPORTS, ReportContext
 from attribench.training import calibration as cal
 from attribench.training import openset
+from toy_data import TOY_NET, TOY_TRAINING, noisy, png_row, quarter_split_index
 
 
 def test_calibration_scores_by_hand():
@@ -70,42 +69,27 @@ def seen_run(tmp_path_factory, one_torch_thread):
     the held-out view keeps as in params), written where the report looks for it."""
     tmp = tmp_path_factory.mktemp("openset")
     rng = np.random.default_rng(0)
-    rows = []
-    for g, colour in COLOURS.items():
-        for i in range(24):
-            img = np.clip(np.array(colour) + rng.normal(0, 25, (24, 24, 3)), 0, 255).astype(np.uint8)
-            rows.append(
-                make_row(
-                    encode_png(Image.fromarray(img)),
-                    "png",
-                    generator=g,
-                    family=g,
-                    source="real" if g == "photo" else "generated",
-                    prompt=f"p{i}",
-                    prompt_id=f"p{i}",
-                    prompt_source="natural",
-                )
-            )
-    index = read_metadata([write_shard(rows, tmp / "toy.parquet")])
-    index["split"] = np.array(["train", "train", "val", "test"])[np.arange(len(index)) % 4]
-    index["in_benchmark"] = True
-    index.to_parquet(tmp / "index.parquet")
+    rows = [
+        png_row(
+            noisy(colour, rng, (24, 24), sigma=25),
+            g,
+            family=g,
+            source="real" if g == "photo" else "generated",
+            prompt=f"p{i}",
+            prompt_id=f"p{i}",
+            prompt_source="natural",
+        )
+        for g, colour in COLOURS.items()
+        for i in range(24)
+    ]
+    quarter_split_index(rows, tmp)
     counts = {"train": 12, "val": 6, "test": 6}
     cfg = {
         "profile": "test",
         "split": {"seed": 0},
         "heldout_generators": ["grey"],
-        "training": {
-            "epochs": 6,
-            "warmup_epochs": 1,
-            "batch_size": 8,
-            "lr": 2e-3,
-            "min_lr": 1e-5,
-            "weight_decay": 0.05,
-            "input_size": 16,
-            "seed": 0,
-        },
-        "attributors": {"toy": {"kind": "timm_scratch", "label": "toy net", "spec": {"model": "test_resnet"}}},
+        "training": dict(TOY_TRAINING),
+        "attributors": dict(TOY_NET),
         "datasets": {
             "seen": {"counts": counts, "exclude": ["grey"]},
             "heldout": {"counts": counts, "classes": ["grey", "photo"]},

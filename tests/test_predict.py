@@ -19,19 +19,18 @@ from attribench.data.shards import (
     encode_png,
     load_images,
     make_row,
-    read_metadata,
-    write_shard,
 )
 from attribench.experiments.predict import BadImage, decode_for_predict, predict_paths
 from attribench.experiments.runs import run_experiment
 from attribench.training.openset import probabilities
+from toy_data import TOY_NET, TOY_TRAINING, noisy, quarter_split_index
 
 COLOURS = {"red": (190, 60, 60), "blue": (60, 80, 190), "green": (60, 170, 80)}
 POLICY = {"size": 24, "format": "jpeg", "quality": 95}
 
 
 def _noisy(colour, rng, size=(32, 40)):
-    return np.clip(np.array(colour) + rng.normal(0, 30, (*size, 3)), 0, 255).astype(np.uint8)
+    return noisy(colour, rng, size, sigma=30)
 
 
 @pytest.fixture(scope="module")
@@ -39,41 +38,27 @@ def run(tmp_path_factory, one_torch_thread):
     """A 3-colour run trained on JPEG-delivered images (the delivery policy recorded in the run)."""
     tmp = tmp_path_factory.mktemp("predict")
     rng = np.random.default_rng(0)
-    rows = []
-    for g, colour in COLOURS.items():
-        for i in range(24):
-            data, _, _ = deliver_image(encode_png(Image.fromarray(_noisy(colour, rng))), POLICY)
-            rows.append(
-                make_row(
-                    data,
-                    "jpeg",
-                    generator=g,
-                    family=g,
-                    source="generated",
-                    prompt=f"p{i}",
-                    prompt_id=f"p{i}",
-                    prompt_source="natural",
-                )
-            )
-    index = read_metadata([write_shard(rows, tmp / "toy.parquet")])
-    index["split"] = np.array(["train", "train", "val", "test"])[np.arange(len(index)) % 4]
-    index["in_benchmark"] = True
-    index.to_parquet(tmp / "index.parquet")
+    rows = [
+        make_row(
+            deliver_image(encode_png(Image.fromarray(_noisy(colour, rng))), POLICY)[0],
+            "jpeg",
+            generator=g,
+            family=g,
+            source="generated",
+            prompt=f"p{i}",
+            prompt_id=f"p{i}",
+            prompt_source="natural",
+        )
+        for g, colour in COLOURS.items()
+        for i in range(24)
+    ]
+    index = pd.read_parquet(quarter_split_index(rows, tmp))
     cfg = {
         "profile": "test",
         "split": {"seed": 0},
         "delivery": POLICY,
-        "training": {
-            "epochs": 6,
-            "warmup_epochs": 1,
-            "batch_size": 8,
-            "lr": 2e-3,
-            "min_lr": 1e-5,
-            "weight_decay": 0.05,
-            "input_size": 16,
-            "seed": 0,
-        },
-        "attributors": {"toy": {"kind": "timm_scratch", "label": "toy net", "spec": {"model": "test_resnet"}}},
+        "training": dict(TOY_TRAINING),
+        "attributors": dict(TOY_NET),
         "datasets": {"all": {"counts": {"train": 12, "val": 6, "test": 6}}},
         "experiments": {"toy": {"attributor": "toy", "train": "all"}},
     }

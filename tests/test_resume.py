@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from attribench.data.shards import encode_png, make_row, read_metadata, write_shard
+from attribench.data.shards import write_shard
 from attribench.training.checkpoint import load_checkpoint, save_checkpoint
 from split_eval import evaluate_split
+from toy_data import prompt_split_index, prompt_split_rows
 
 HERE = Path(__file__).parent
 CLASSES = ["red", "green", "blue"]
@@ -40,24 +40,14 @@ TIMING = {"train_seconds", "train_images_per_second", "resumed_from_epoch"}
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
-    rng = np.random.default_rng(0)
-    rows = []
-    for g, colour in zip(CLASSES, [(190, 60, 60), (60, 170, 70), (60, 80, 190)]):
-        for split, n in (("train", 12), ("val", 6), ("test", 6)):
-            for i in range(n):
-                img = np.clip(np.array(colour) + rng.normal(0, 60, (36, 40, 3)), 0, 255).astype(np.uint8)
-                rows.append(
-                    make_row(
-                        encode_png(Image.fromarray(img)),
-                        "png",
-                        generator=g,
-                        source="generated",
-                        prompt=f"{split} {i}",
-                        prompt_source="toy",
-                    )
-                )
-    index = read_metadata([write_shard(rows, root / "toy.parquet")])
-    index["split"] = index["prompt"].str.split().str[0]
+    per_class = prompt_split_rows(
+        dict(zip(CLASSES, [(190, 60, 60), (60, 170, 70), (60, 80, 190)])),
+        np.random.default_rng(0),
+        {"train": 12, "val": 6, "test": 6},
+        (36, 40),
+        sigma=60,
+    )
+    index = prompt_split_index([write_shard(sum(per_class.values(), []), root / "toy.parquet")])
     index.to_parquet(root / "index.parquet")
     return root, index
 

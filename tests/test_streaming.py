@@ -5,12 +5,12 @@ the very same model as one holding its images in memory."""
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from attribench.data.imagedata import ImageDataset, normalise, resize_crop
 from attribench.data.pixelcache import iter_encoded, pixel_cache
-from attribench.data.shards import encode_png, load_images, make_row, read_metadata, write_shard
+from attribench.data.shards import load_images, write_shard
 from attribench.training.loop import flip_batch, train_run
+from toy_data import prompt_split_index, prompt_split_rows
 
 CLASSES = ["red", "blue"]
 SPEC = {
@@ -30,26 +30,14 @@ SPEC = {
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     root = tmp_path_factory.mktemp("stream")
-    rng = np.random.default_rng(0)
-    shards = []
-    for g, colour in zip(CLASSES, [(190, 60, 60), (60, 80, 190)]):
-        rows = []
-        for split, n in (("train", 10), ("val", 4)):
-            for i in range(n):
-                img = np.clip(np.array(colour) + rng.normal(0, 50, (30, 40, 3)), 0, 255).astype(np.uint8)
-                rows.append(
-                    make_row(
-                        encode_png(Image.fromarray(img)),
-                        "png",
-                        generator=g,
-                        source="generated",
-                        prompt=f"{split} {i}",
-                        prompt_source="toy",
-                    )
-                )
-        shards.append(write_shard(rows, root / f"{g}.parquet"))
-    index = read_metadata(shards)
-    index["split"] = index["prompt"].str.split().str[0]
+    per_class = prompt_split_rows(
+        dict(zip(CLASSES, [(190, 60, 60), (60, 80, 190)])),
+        np.random.default_rng(0),
+        {"train": 10, "val": 4},
+        (30, 40),
+        sigma=50,
+    )
+    index = prompt_split_index([write_shard(rows, root / f"{g}.parquet") for g, rows in per_class.items()])
     return root, index
 
 
