@@ -150,22 +150,24 @@ def build_sd(family: str, tiny: bool):
         UNet2DConditionModel,
     )
 
-    ch = (32, 64, 64, 64) if tiny else (128, 256, 512, 512)
-    sched = EulerDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="leading", steps_offset=1
-    )
-    if family == "sd15":
-        size = 64 if tiny else 512
-        vae = AutoencoderKL(
-            block_out_channels=ch,
+    def vae_of(size: int, **kwargs) -> AutoencoderKL:
+        """SD 1.5 and SDXL share the VAE architecture; only the latent scaling and fp16 upcast differ."""
+        return AutoencoderKL(
+            block_out_channels=(32, 64, 64, 64) if tiny else (128, 256, 512, 512),
             down_block_types=("DownEncoderBlock2D",) * 4,
             up_block_types=("UpDecoderBlock2D",) * 4,
             layers_per_block=2,
             latent_channels=4,
             sample_size=size,
-            scaling_factor=0.18215,
-            force_upcast=False,
+            **kwargs,
         )
+
+    sched = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="leading", steps_offset=1
+    )
+    if family == "sd15":
+        size = 64 if tiny else 512
+        vae = vae_of(size, scaling_factor=0.18215, force_upcast=False)
         unet = UNet2DConditionModel(
             sample_size=size // 8,
             in_channels=4,
@@ -190,16 +192,7 @@ def build_sd(family: str, tiny: bool):
         )
         return pipe, size
     size = 64 if tiny else 1024
-    vae = AutoencoderKL(
-        block_out_channels=ch,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=2,
-        latent_channels=4,
-        sample_size=size,
-        scaling_factor=0.13025,
-        force_upcast=True,
-    )  # SDXL's VAE overflows in fp16
+    vae = vae_of(size, scaling_factor=0.13025, force_upcast=True)  # SDXL's VAE overflows in fp16
     te1 = _clip_text(*((32, 2, 4, 37, 32) if tiny else (768, 12, 12, 3072, 768)), "quick_gelu", False)
     te2 = _clip_text(*((32, 2, 4, 37, 32) if tiny else (1280, 32, 20, 5120, 1280)), "gelu", True)
     unet = UNet2DConditionModel(

@@ -33,7 +33,8 @@ def policy_of(cfg: dict | None) -> dict:
 
 
 def open_image(source: bytes | str | Path, policy: dict | None = None) -> tuple[Image.Image, list[str]]:
-    """(RGB 8-bit image, notes). Raises Undecodable with the reason."""
+    """(RGB 8-bit image, notes). The image's info records the container and mode the source held
+    (`source_format`, `source_mode`). Raises Undecodable with the reason."""
     pol = {**DEFAULTS, **(policy or {})}
     fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     notes: list[str] = []
@@ -52,7 +53,9 @@ def open_image(source: bytes | str | Path, policy: dict | None = None) -> tuple[
                 im.seek(0)
                 notes.append(f"first of {frames} frames")
             im.load()
-            return _to_rgb(im, pol, notes), notes
+            rgb = _to_rgb(im, pol, notes)
+            rgb.info.update(source_format=im.format, source_mode=im.mode)
+            return rgb, notes
     except Image.DecompressionBombError as err:  # a header far over Pillow's own limit
         raise Undecodable(f"over decode.max_pixels {pol['max_pixels']} and Pillow's own pixel limit ({err})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import io
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -62,12 +61,9 @@ def decode_for_predict(data: bytes, policy: dict | None = None) -> tuple[Image.I
         raise BadImage("zero-byte")
     try:
         img, notes = open_image(data, policy)
-        with Image.open(io.BytesIO(data)) as header:  # header only: the container the bytes are in
-            fmt, mode = header.format, header.mode
     except Undecodable as err:
         raise BadImage(_reason(str(err)), str(err)) from None
-    img.info["source_format"] = fmt
-    return img, bool(notes) or mode != "RGB"
+    return img, bool(notes) or img.info["source_mode"] != "RGB"
 
 
 def deliver_for_run(data: bytes, policy: dict | None) -> bytes:
