@@ -13,7 +13,7 @@ configfile: "params.yaml"
 
 # One build per working directory: a second one stops here, naming the running one (attribench.core.builds);
 # a dry run meanwhile gets a note instead.
-from attribench.core.builds import guard as build_guard, is_info_only
+from attribench.core.builds import guard as build_guard, is_dry_run, is_info_only
 
 _busy = build_guard() if workflow.is_main_process else None
 if _busy:
@@ -47,6 +47,10 @@ include: "workflow/rules/hub.smk"
 # done". Such outputs are moved aside (.snakemake/attribench/stale/), so this build makes them again.
 if workflow.is_main_process and not _busy and not is_info_only(sys.argv):
     move_aside(PLAN.stale_outputs())
+    # Another profile's trained runs are never written over (results/ is shared by the profiles).
+    _foreign = check_results_owner(PLAN, dry_run=is_dry_run(sys.argv))
+    if _foreign:
+        logger.warning(_foreign)
 
 
 # Custom generator rules: one file per generator that the registry's backends cannot express.

@@ -5,7 +5,8 @@
 # (tests/openai_standin.py), then Table 1 at toy counts. Only scale changes (profiles.paper.rehearsal).
 # Inputs: `attribench build-replicas --all` (replicas, random timm weight files, stand-in COCO /
 # Midjourney / edit folders under data/external, each marked `.replica`; real files are never touched).
-# Outputs: data/paper-rehearsal/, results/. Usage: .ci/rehearsal.sh [extra snakemake targets]
+# Outputs: data/paper-rehearsal/, results/ (shared by the profiles: run it in a clone of its own; a build over
+# another profile's runs is refused). Usage: .ci/rehearsal.sh [extra snakemake targets; `all` for every table]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DO_NOT_TRACK=1 HF_HUB_CACHE="$PWD/models/hub"

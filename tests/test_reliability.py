@@ -287,6 +287,26 @@ def test_a_deleted_run_or_shard_is_rebuilt_and_only_what_reads_it(repo, ws):
     assert "Nothing to be done" not in _snakemake(repo, ws, "-n", *TARGETS)
 
 
+def test_another_profiles_runs_are_never_trained_over(repo, ws):
+    # Main before: results/runs/<name> is shared by the profiles, so a paper (or rehearsal) build in a
+    # workspace holding smoke runs, or a smoke build in a paper workspace, trained over them.
+    ws, _raw_params = ws
+    metrics = ws / "results/runs/ef_all/metrics.json"
+    before = metrics.read_bytes()
+    base = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(ws), "--cores", "1"]
+    cmd = [*base, "results/table1.csv", "--config", "profile=paper"]
+    real = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    said = real.stderr + real.stdout
+    assert real.returncode != 0
+    assert re.search(r"results/ holds \d+ run\(s\) of profile smoke \(e\.g\. results/runs/\w+\)", said), said[-2000:]
+    assert "this paper build would train again over" in said and "mv results results.smoke" in said
+    assert metrics.read_bytes() == before and not (ws / "data/paper").exists()
+    dry = subprocess.run([*cmd[:-3], "-n", *cmd[-3:]], capture_output=True, text=True, timeout=300, check=False)
+    assert dry.returncode == 0 and "of profile smoke" in dry.stderr + dry.stdout
+    # the profile that owns the runs builds as before
+    assert "Nothing to be done" in _snakemake(repo, ws, "-n", *TARGETS)
+
+
 def test_edited_local_weights_re_render(repo, ws):
     ws, _raw_params = ws
     assert _planned(repo, ws, "render") == set()

@@ -131,7 +131,7 @@ class Plan:
         the Snakefile moves it aside so that the next build makes the inputs and it again. Raw shards are
         not followed: deleting them once delivered frees disk and re-renders nothing."""
         stale: dict[str, list[str]] = {}
-        run_profiles = {run: _run_profile(run) for run in self.cfg["experiments"]}  # one read of each metrics.json
+        run_profiles = self.run_profiles()
 
         def mark(outputs, inputs) -> None:
             outputs = [str(o) for o in outputs if Path(o).exists()]
@@ -155,6 +155,21 @@ class Plan:
             mark([paths.study_index(self.cfg, study)], self.study_delivered_shards(study))
         return stale
 
+    def run_profiles(self) -> dict[str, str | None]:
+        """{experiment: the profile its built run came from (metrics.json), None when not built}."""
+        if not hasattr(self, "_run_profiles"):  # one read of each metrics.json per start
+            self._run_profiles = {run: _run_profile(run) for run in self.cfg["experiments"]}
+        return self._run_profiles
+
+    def foreign_runs(self) -> dict[str, str]:
+        """{run directory: its profile} for runs this profile would write that results/ holds from another
+        profile (results/runs/<name> is shared by the profiles: a smoke build would train over a paper run)."""
+        return {
+            str(paths.run_dir(run)): prof
+            for run, prof in self.run_profiles().items()
+            if prof is not None and prof != self.cfg["profile"]
+        }
+
     def _report_profile(self, name: str, run_profiles: dict[str, str | None]) -> str | None:
         """The profile a built report came from: its CSV's `profile` column, else its runs'."""
         csv_out = self.report_outputs(name).get("csv")
@@ -175,6 +190,24 @@ def _run_profile(run: str) -> str | None:
         return json.loads(paths.run_metrics(run).read_text()).get("profile")
     except (OSError, ValueError):
         return None
+
+
+def check_results_owner(plan: Plan, dry_run: bool) -> str | None:
+    """Refuse a build that would write over another profile's trained runs (hours of GPU time at paper
+    scale); a dry run gets the same words as a note (returned)."""
+    foreign = plan.foreign_runs()
+    if not foreign:
+        return None
+    theirs = sorted(set(foreign.values()))
+    msg = (
+        f"results/ holds {len(foreign)} run(s) of profile {', '.join(theirs)} (e.g. {min(foreign)}) that this "
+        f"{plan.cfg['profile']} build would train again over: results/ is shared by the profiles. Build each "
+        f"profile in its own clone or working directory, or move the other profile's results away first "
+        f"(mv results results.{theirs[0]} && mkdir results)"
+    )
+    if dry_run:
+        return msg
+    raise RuntimeError(msg)
 
 
 def move_aside(stale: dict[str, list[str]], into: Path = STALE) -> list[str]:

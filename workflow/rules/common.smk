@@ -4,7 +4,15 @@ from pathlib import Path
 
 from attribench.core import config as ab_config
 from attribench.core import paths
-from attribench.dag import Plan, content_spec, move_aside, experiment_spec, split_config, studies
+from attribench.dag import (
+    Plan,
+    check_results_owner,
+    content_spec,
+    experiment_spec,
+    move_aside,
+    split_config,
+    studies,
+)
 
 P = ab_config.resolve(config)  # profile overlay + schema check of the merged settings
 # Content-addressed and never rewritten: a job reads the settings of the Snakemake start that scheduled
