@@ -46,7 +46,7 @@ def cmd_plan(args, cfg):
     import yaml
 
     from attribench.core import paths  # per command: a job imports only what it runs
-    from attribench.data.plan import write_plan  # per command: a job imports only what it runs
+    from attribench.data.plan import MIN_SPLIT_MARGIN_SD, write_plan  # per command: a job imports only what it runs
 
     tps = None
     if args.throughput_params:  # cost an older config with the throughput figures of another params file
@@ -73,6 +73,14 @@ def cmd_plan(args, cfg):
             sort_keys=False,
         )
     )
+    tight = df[df["split_margin_sd"] < MIN_SPLIT_MARGIN_SD]
+    for row in tight.itertuples():
+        print(
+            f"warning: {row.generator}: its split is expected to clear split.counts by only "
+            f"{row.split_margin_sd:.1f} sd (binomial hash split of {row.prompts:.0f} prompts): it may come up short "
+            f"after rendering. Render more prompts or shift split.fractions toward the short split",
+            file=sys.stderr,
+        )
 
 
 def cmd_fetch_models(args, cfg):

@@ -8,6 +8,8 @@ linearly by total steps. Bytes per pixel are estimates for our encodings (below)
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from attribench.core.hp_studies import split_config, studies, study_classes
@@ -20,15 +22,57 @@ RAW_BYTES_PER_PIXEL = 2.0
 # Delivered JPEG at quality 95: ~0.45 bytes/pixel on photographic content (estimate).
 DELIVERED_BYTES_PER_PIXEL = {"jpeg": 0.45, "webp": 0.35, "png": 2.0}
 COLUMNS = ["generator", "kind", "backend", "prompts", "images_per_prompt", "images_rendered", "images_read",
-           "total_steps", "s_per_image", "gpu_hours", "raw_gb", "delivered_gb", "throughput_source"]
+           "split_margin_sd", "total_steps", "s_per_image", "gpu_hours", "raw_gb", "delivered_gb",
+           "throughput_source"]
+# A split whose expected size clears its count by fewer standard deviations than this can come up short
+# after every render is done (ShortClassError): 3 sd is a ~0.1% chance per split.
+MIN_SPLIT_MARGIN_SD = 3.0
+
+
+def split_margin(groups: int | None, per_group: int, fractions: dict, counts: dict) -> float | None:
+    """By how many standard deviations the hash split is expected to clear `counts`, in its tightest
+    split. A prompt group's split is a hash, so a split's group count is Binomial(groups, fraction), and
+    all `per_group` images of a group go to the same split. None when the group count is not known."""
+    if not groups:
+        return None
+    total = sum(fractions.values())
+    margins = []
+    for split, want in counts.items():
+        p = fractions[split] / total
+        need = math.ceil(want / per_group)
+        sd = math.sqrt(groups * p * (1 - p))
+        margins.append((groups * p - need) / sd if sd else (math.inf if groups * p >= need else -math.inf))
+    return min(margins)
+
+
+def _sources(spec: dict, cfg: dict) -> list[str]:
+    return spec.get("prompt_sources") or list(cfg["prompts"]["sources"])
 
 
 def _prompts(spec: dict, cfg: dict) -> int | None:
     if spec["backend"] == "folder":
         return None  # imported: the folder decides
-    srcs = spec.get("prompt_sources") or list(cfg["prompts"]["sources"])
+    return _prompts_of(spec, cfg, _sources(spec, cfg))
+
+
+def _prompts_of(spec: dict, cfg: dict, sources) -> int:
     cap = spec.get("max_prompts") or float("inf")
-    return int(sum(min(cfg["prompts"]["sources"][s]["count"], cap) for s in srcs))
+    return int(sum(min(cfg["prompts"]["sources"][s]["count"], cap) for s in sources))
+
+
+def _benchmark_margin(cfg: dict, gen: str, spec: dict) -> float | None:
+    """The tightest split margin of a benchmark class: the split sample over all its prompts, and each
+    view with its own `counts` over the prompts of that view's sources."""
+    if spec["backend"] == "folder":
+        return None  # imported: the folder decides its groups
+    ipp = spec.get("images_per_prompt", 1)
+    fractions = cfg["split"]["fractions"]
+    margins = [split_margin(_prompts(spec, cfg), ipp, fractions, cfg["split"]["counts"])]
+    for name, view in cfg.get("datasets", {}).items():
+        if "counts" in view and gen in planned_classes(cfg, name):
+            srcs = [s for s in view.get("prompt_sources") or _sources(spec, cfg) if s in _sources(spec, cfg)]
+            margins.append(split_margin(_prompts_of(spec, cfg, srcs), ipp, fractions, view["counts"]))
+    return min(m for m in margins if m is not None)
 
 
 def _pixels(spec: dict) -> int | None:
@@ -54,7 +98,7 @@ def _benchmark_read(cfg: dict, gen: str, spec: dict) -> int:
     return int(total + sum(per_source.values()))
 
 
-def _row(cfg: dict, gen: str, spec: dict, kind: str, read: int, throughput: dict | None) -> dict:
+def _row(cfg: dict, gen: str, spec: dict, kind: str, read: int, margin: float | None, throughput: dict | None) -> dict:
     prompts, ipp = _prompts(spec, cfg), spec.get("images_per_prompt", 1)
     rendered = prompts * ipp if prompts is not None else None
     steps, px = total_steps(spec), _pixels(spec)
@@ -64,7 +108,8 @@ def _row(cfg: dict, gen: str, spec: dict, kind: str, read: int, throughput: dict
     size = cfg["delivery"]["size"]
     return {
         "generator": gen, "kind": kind, "backend": spec["backend"], "prompts": prompts, "images_per_prompt": ipp,
-        "images_rendered": rendered, "images_read": min(read, n) if n is not None else read, "total_steps": steps,
+        "images_rendered": rendered, "images_read": min(read, n) if n is not None else read,
+        "split_margin_sd": margin, "total_steps": steps,
         "s_per_image": s_img, "gpu_hours": hours,
         "raw_gb": n * px * RAW_BYTES_PER_PIXEL / 1e9 if px and spec["backend"] != "folder" else None,
         "delivered_gb": n * size * size * DELIVERED_BYTES_PER_PIXEL[cfg["delivery"]["format"]] / 1e9,
@@ -78,12 +123,16 @@ def plan(cfg: dict, throughputs: dict[str, dict] | None = None) -> pd.DataFrame:
     def tp(name: str, spec: dict):
         return (throughputs or {}).get(name) or spec.get("throughput")
 
-    rows = [_row(cfg, g, s, "benchmark", _benchmark_read(cfg, g, s), tp(g, s)) for g, s in cfg["generators"].items()]
+    rows = [
+        _row(cfg, g, s, "benchmark", _benchmark_read(cfg, g, s), _benchmark_margin(cfg, g, s), tp(g, s))
+        for g, s in cfg["generators"].items()
+    ]
     for study, st in studies(cfg).items():
-        read = sum(split_config(cfg, study)["counts"].values())
+        split = split_config(cfg, study)
         base = cfg["generators"][st["base"]]
         for cls, spec in study_classes(cfg, study).items():
-            rows.append(_row(cfg, cls, spec, f"study:{study}", read, tp(st["base"], base)))
+            margin = split_margin(_prompts(spec, cfg), spec.get("images_per_prompt", 1), split["fractions"], split["counts"])
+            rows.append(_row(cfg, cls, spec, f"study:{study}", sum(split["counts"].values()), margin, tp(st["base"], base)))
     df = pd.DataFrame(rows, columns=COLUMNS)
     total = {c: df[c].sum(min_count=1) for c in ("prompts", "images_rendered", "images_read", "gpu_hours", "raw_gb", "delivered_gb")}
     return pd.concat([df, pd.DataFrame([{"generator": "total", "kind": "total", **total}])], ignore_index=True)
