@@ -9,27 +9,13 @@ from attribench.core import config
 from attribench.experiments.runs import run_experiment
 from attribench.reports.methods_table import build_methods_table
 from attribench.training.calibration import ece
-from toy_data import TOY_NET, TOY_TRAINING, noisy, png_row, quarter_split_index
+from toy_data import TOY_NET, TOY_TRAINING, natural_rows, quarter_split_index
 
 COLOURS = {"real": (120, 120, 120), "red": (190, 60, 60), "blue": (60, 80, 190), "green": (60, 170, 80)}
 
 
 def _index(tmp_path):
-    rng = np.random.default_rng(1)
-    rows = [
-        png_row(
-            noisy(colour, rng, (24, 24), sigma=25),
-            g,
-            family=g,
-            source="real" if g == "real" else "generated",
-            prompt=f"p{i}",
-            prompt_id=f"p{i}",
-            prompt_source="natural",
-        )
-        for g, colour in COLOURS.items()
-        for i in range(16)
-    ]
-    return quarter_split_index(rows, tmp_path)
+    return quarter_split_index(natural_rows(COLOURS, np.random.default_rng(1), 16, real="real"), tmp_path)
 
 
 def _cfg():

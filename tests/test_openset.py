@@ -15,7 +15,7 @@ from attribench.reports.openset import build_openset
 from attribench.reports.registry import REPORTS, ReportContext
 from attribench.training import calibration as cal
 from attribench.training import openset
-from toy_data import TOY_NET, TOY_TRAINING, noisy, png_row, quarter_split_index
+from toy_data import TOY_NET, TOY_TRAINING, natural_rows, quarter_split_index
 
 
 def test_calibration_scores_by_hand():
@@ -68,21 +68,7 @@ def seen_run(tmp_path_factory, one_torch_thread):
     """A run trained on red / blue / green / photo (grey held out; `photo` plays the real photos, which
     the held-out view keeps as in params), written where the report looks for it."""
     tmp = tmp_path_factory.mktemp("openset")
-    rng = np.random.default_rng(0)
-    rows = [
-        png_row(
-            noisy(colour, rng, (24, 24), sigma=25),
-            g,
-            family=g,
-            source="real" if g == "photo" else "generated",
-            prompt=f"p{i}",
-            prompt_id=f"p{i}",
-            prompt_source="natural",
-        )
-        for g, colour in COLOURS.items()
-        for i in range(24)
-    ]
-    quarter_split_index(rows, tmp)
+    quarter_split_index(natural_rows(COLOURS, np.random.default_rng(0), 24, real="photo"), tmp)
     counts = {"train": 12, "val": 6, "test": 6}
     cfg = {
         "profile": "test",

@@ -53,6 +53,24 @@ def prompt_split_rows(colours: dict, rng, counts: dict, shape, sigma: float) -> 
     }
 
 
+def natural_rows(colours: dict, rng, per_class: int, real: str) -> list[dict]:
+    """`per_class` 24 px images per colour class with prompts p0, p1, ... (source 'natural'), family =
+    class; the class named `real` plays the real photos."""
+    return [
+        png_row(
+            noisy(colour, rng, (24, 24), sigma=25),
+            g,
+            family=g,
+            source="real" if g == real else "generated",
+            prompt=f"p{i}",
+            prompt_id=f"p{i}",
+            prompt_source="natural",
+        )
+        for g, colour in colours.items()
+        for i in range(per_class)
+    ]
+
+
 def prompt_split_index(shards: list[Path]) -> pd.DataFrame:
     """The shards' index with the split each row's prompt names."""
     index = read_metadata(shards)
