@@ -4,6 +4,7 @@ import json
 import logging
 
 import numpy as np
+import pytest
 
 from PIL import Image
 
@@ -88,3 +89,28 @@ def test_perturbed_test_set_keeps_parents_and_the_delivery(tmp_path):
     assert sorted(df.parent_id) == sorted(index.image_id) and list(df.generator) == list(index.generator)
     assert set(df.format) == {"jpeg"} and set(df.width) == {16}
     assert all(json.loads(t)["name"] == "gaussian_blur" for t in df["transform"])
+
+
+def test_exported_edit_inputs_come_back_as_edits_of_their_originals(tmp_path):
+    # Main before: nothing exported the images an external tool must edit; the rehearsal's stand-in
+    # edit folders stayed empty and Table 4's import failed.
+    from attribench.transforms.postedit import export_edit_inputs
+
+    cfg, index = _setup(tmp_path)
+    exported = export_edit_inputs(cfg, tmp_path / "index.parquet", tmp_path / "to_edit")
+    assert sorted(p.stem for p in exported) == sorted(index["image_id"]) and {p.suffix for p in exported} == {".png"}
+    folder = tmp_path / "genfill"
+    for p in folder.iterdir():
+        p.unlink()
+    for p in exported:  # the user's edit: any change, saved under the same stem
+        Image.open(p).rotate(90).save(folder / f"{p.stem}.png")
+    df = read_shard(import_external_edits(cfg, "genfill", tmp_path / "index.parquet", tmp_path / "edited.parquet"))
+    assert sorted(df.parent_id) == sorted(index["image_id"])
+
+
+def test_an_empty_edit_folder_says_how_to_fill_it(tmp_path):
+    cfg, _index = _setup(tmp_path)
+    for p in (tmp_path / "genfill").iterdir():
+        p.unlink()
+    with pytest.raises(ValueError, match=r"attribench edit-inputs .*index.parquet <dir>"):
+        import_external_edits(cfg, "genfill", tmp_path / "index.parquet", tmp_path / "edited.parquet")

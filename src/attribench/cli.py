@@ -98,6 +98,10 @@ def cmd_build_replicas(args, cfg):
     from attribench.core import paths  # per command: a job imports only what it runs
     from attribench.data import replicas  # per command: a job imports only what it runs
 
+    if args.edits:  # after the split: only the external-edit stand-ins (the other inputs keep their mtimes)
+        for path in replicas.build_edit_stand_ins(cfg):
+            print(path)
+        return
     for snap in replicas.build_replicas(cfg, args.cache or paths.HUB_CACHE, args.only):
         print(snap)
     if args.all:  # rehearsal inputs: real-size timm weight files (random) and the external data folders
@@ -193,6 +197,13 @@ def cmd_edit(args, cfg):
         edit_with_transform(cfg, args.tool, args.band, args.index, args.out)
 
 
+def cmd_edit_inputs(args, cfg):
+    from attribench.transforms.postedit import export_edit_inputs  # per command: a job imports only what it runs
+
+    written = export_edit_inputs(cfg, args.index, args.out)
+    print(f"{len(written)} test images of view '{cfg['post_editing']['dataset']}' -> {args.out} (<image_id>.<ext>)")
+
+
 def cmd_report(args, cfg):
     from attribench.reports.registry import build_report, load_reports  # per command: a job imports only what it runs
 
@@ -264,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also timm weight files (random, ~2.2 GB for paper) and the "
         "COCO / Midjourney / GAN / edit folders under data/external (rehearsal inputs; never over real data)",
     )
+    sp.add_argument(
+        "--edits", action="store_true", help="only the external-edit stand-ins, from the split (run after it)"
+    )
     add("prompts", cmd_prompts, "write one prompt set to Parquet", "source", "out")
     add("build-zoo", cmd_build_zoo, "build one tiny seeded diffusers pipeline and save_pretrained it", "name", "out")
     add("sample-photos", cmd_sample_photos, "export the real photos that ship inside installed wheels", "out")
@@ -280,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--index", nargs="+", required=True, help="its index files (class indexes, or a study's index)")
     sp = add("edit", cmd_edit, "post-edit the test images with one tool (and mask band)", "tool", "index", "out")
     sp.add_argument("--band", default="all")
+    add("edit-inputs", cmd_edit_inputs, "export the test images an external edit tool must edit", "index", "out")
     sp = add("report", cmd_report, "build one table or figure of the report registry (its runs must exist)")
     sp.add_argument("name", nargs="?", help="the report (see --list)")
     sp.add_argument("--list", action="store_true", help="list every report and the files it writes")

@@ -497,23 +497,28 @@ def build_rehearsal_inputs(cfg: dict, root: str | Path = ".") -> list[Path]:
                 w.writerow(["file", "caption", "prompt_source"])
                 w.writerows(rows)
         made.append(folder)
-    # External edits (Photoshop Generative Fill, Magnific): files named <original image_id>.<ext>,
-    # for the test images of the split the post-editing table reads; empty until that split exists.
+    return made + build_edit_stand_ins(cfg, root)
+
+
+def build_edit_stand_ins(cfg: dict, root: str | Path = ".") -> list[Path]:
+    """External edits (Photoshop Generative Fill, Magnific) as a user makes them after the split exists
+    (`attribench edit-inputs`, edit, save as <image_id>.png): the post-editing view's test images, each
+    auto-contrasted. Before the split: the empty folders (the rehearsal builds them again after it)."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    from attribench.data.shards import load_images  # the data stage's own modules: only with a split to read
+    from attribench.data.views import test_rows  # (as above)
+
+    root = Path(root)
     index = root / "data" / cfg["profile"] / "dataset" / "index.parquet"
-    for tool, t in ((cfg.get("post_editing") or {}).get("tools") or {}).items():
-        if "folder" not in t:
-            continue
-        folder = _replica_dir(root / t["folder"])
-        if index.is_file():
-            import io
-
-            import pandas as pd
-
-            df = pd.read_parquet(index)
-            test = df[df["split"] == "test"] if "split" in df else df
-            for row in test.head(64).itertuples():
-                img = Image.open(io.BytesIO(row.image)) if hasattr(row, "image") else None
-                if img is not None:
-                    ImageOps.autocontrast(img.convert("RGB")).save(folder / f"{row.image_id}.png")
-        made.append(folder)
+    made = []
+    for t in ((cfg.get("post_editing") or {}).get("tools") or {}).values():
+        if "folder" in t:
+            folder = _replica_dir(root / t["folder"])
+            if index.is_file():
+                for image_id, data in load_images(test_rows(cfg, index, cfg["post_editing"]["dataset"])).items():
+                    ImageOps.autocontrast(Image.open(io.BytesIO(data)).convert("RGB")).save(folder / f"{image_id}.png")
+            made.append(folder)
     return made

@@ -114,6 +114,20 @@ def edit_with_transform(cfg: dict, tool: str, band: str, index_path: str | Path,
     return transform_rows(cfg, rows, spec, out, {"tool": tool, **spec}, source="edited")
 
 
+def export_edit_inputs(cfg: dict, index_path: str | Path, out_dir: str | Path) -> list[Path]:
+    """The test images an external tool (Photoshop, Magnific) must edit, as `<image_id>.<ext>` with their
+    delivered bytes: edit each and save it under the same stem in the tool's `folder`."""
+    rows = test_rows(cfg, index_path, cfg["post_editing"]["dataset"])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    formats = dict(zip(rows["image_id"], rows["format"]))
+    written = []
+    for image_id, data in load_images(rows).items():
+        written.append(out / f"{image_id}.{'jpg' if formats[image_id] == 'jpeg' else formats[image_id]}")
+        written[-1].write_bytes(data)
+    return written
+
+
 def import_external_edits(cfg: dict, tool: str, index_path: str | Path, out: str | Path) -> Path:
     """Files named after the original image id; unknown ids and unreadable files are reported and skipped."""
     folder = Path(cfg["post_editing"]["tools"][tool]["folder"])
@@ -130,5 +144,9 @@ def import_external_edits(cfg: dict, tool: str, index_path: str | Path, out: str
             derived_row(parents[path.stem], path.read_bytes(), cfg["delivery"], {"tool": tool, "file": path.name})
         )
     if not out_rows:
-        raise ValueError(f"{tool}: no edited file in {folder} is named after a test image id")
+        raise ValueError(
+            f"{tool}: no edited file in {folder} is named after a test image id. Export the images to edit with "
+            f"`attribench edit-inputs {index_path} <dir>`, edit them with {tool} and save each as <image_id>.<ext> "
+            f"in {folder}"
+        )
     return write_shard(out_rows, out)
