@@ -130,3 +130,27 @@ def test_a_transform_on_a_zoo_model_counts_as_available_before_the_zoo_is_built(
     assert transform_status(smoke_cfg, "fig6_sdedit_s001") == "ok"
     spec = experiment_spec(smoke_cfg, "fig6_sdedit_s001")["transform"]
     assert spec["model"].startswith("models/zoo/") and not (tmp_path / spec["model"]).exists()
+
+
+def test_a_view_too_short_for_its_counts_fails_when_the_index_is_merged(tmp_path):
+    # Main before: the index job checked only which classes a view holds; a view whose `counts` one class
+    # could not meet (the rehearsal's Midjourney stand-ins: 1 creative test image, 2 wanted) failed in
+    # its training job, after the other runs had trained.
+    from attribench.data.views import check_view_inputs
+    from toy_data import natural_rows, quarter_split_index
+
+    colours = {"red": (190, 60, 60), "blue": (60, 80, 190)}
+    index = pd.read_parquet(quarter_split_index(natural_rows(colours, np.random.default_rng(0), 8, real=""), tmp_path))
+    cfg = {
+        "split": {"seed": 0},
+        "prompts": {"sources": {"natural": {}}},
+        "generators": {g: {"backend": "folder", "family": g, "prompt_sources": ["natural"]} for g in colours},
+        "datasets": {"natural": {"prompt_sources": ["natural"], "counts": {"train": 4, "val": 2, "test": 2}}},
+        "experiments": {"xd": {"attributor": "toy", "train": "natural"}},
+    }
+    check_view_inputs(cfg, index)  # 4 / 2 / 2 per class: met
+    cfg["datasets"]["natural"]["counts"]["test"] = 3
+    with pytest.raises(ValueError, match=r"dataset 'natural': class blue has 2 test images from source natural; 3"):
+        check_view_inputs(cfg, index)
+    cfg["experiments"] = {}  # a view no run reads is not drawn
+    check_view_inputs(cfg, index)

@@ -486,7 +486,12 @@ def build_rehearsal_inputs(cfg: dict, root: str | Path = ".") -> list[Path]:
             continue
         folder = _replica_dir(root / spec["path"])
         rows = []
-        for k, (img, cap) in enumerate(photos[:40]):  # enough for a prompt-disjoint 8/2/2 per source
+        # 80 prompts (40 per source; the shipped photos again with a "take 2" caption): the hash split of
+        # the paper's fractions gives each source >= 25/5/4, enough for the rehearsal's 8/2/2 views (40
+        # images gave creative 1 test image, which the all-targets rehearsal caught).
+        for k in range(80):
+            img, cap = photos[k % len(photos)]
+            cap = cap if k < len(photos) else f"{cap}, take {k // len(photos) + 1}"
             im = ImageOps.posterize(_variant(img, k + 1 + sum(gen.encode()) % 7, 256), 3 if spec["family"] == "midjourney" else 5)
             name = f"{gen}_{k:03d}.png"
             im.save(folder / name)

@@ -232,7 +232,9 @@ def view_generators(cfg: dict, name: str) -> list[str]:
 
 
 def check_view_inputs(cfg: dict, index: pd.DataFrame) -> None:
-    """Every generator a view selects from the full index is one whose index file its runs read."""
+    """Every generator a view selects from the full index is one whose index file its runs read, and
+    every view a benchmark run trains or tests on can be drawn from it (`counts` met per class, split and
+    prompt source): a short view fails here, before any training, not hours into the runs."""
     for name, spec in cfg.get("datasets", {}).items():
         missed = sorted(set(filter_rows(index, spec)["generator"]) - set(view_generators(cfg, name)))
         if missed:
@@ -240,6 +242,19 @@ def check_view_inputs(cfg: dict, index: pd.DataFrame) -> None:
                 f"dataset view '{name}' selects images of {missed}, which params say it cannot "
                 "(a generator's prompt_sources does not match its images): its runs would not read them"
             )
+    used = set()
+    for exp in cfg.get("experiments", {}).values():
+        if not exp.get("study"):  # a hyperparameter study's runs read the study's own index
+            test = exp.get("test") or [exp["train"]]
+            used |= {exp["train"], *([test] if isinstance(test, str) else test)}
+    errors = []
+    for name in sorted(used & set(cfg.get("datasets", {}))):
+        try:
+            select(index, name, cfg["datasets"][name], cfg["split"]["seed"])
+        except (KeyError, ValueError) as err:
+            errors.append(str(err).strip("'\""))
+    if errors:
+        raise ValueError("dataset views the runs read cannot be drawn from this index:\n  " + "\n  ".join(errors))
 
 
 def planned_classes(cfg: dict, name: str) -> list[str]:
