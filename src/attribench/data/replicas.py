@@ -443,15 +443,32 @@ def _replica_dir(folder: Path) -> Path:
 
 
 def _variant(img, k: int, size: int = 256):
-    """A distinct square image per (photo, k): crop offset and flip vary, so no two files share bytes."""
+    """A distinct square image per (photo, k): crop offset, flip and quarter turn vary, so no two files
+    share bytes (a square photo has one crop: flips and turns tell its variants apart)."""
     from PIL import ImageOps
 
     w, h = img.size
     side = min(w, h)
     off = (k * 37) % max(1, max(w, h) - side + 1)
     box = (off, 0, off + side, side) if w >= h else (0, off, side, off + side)
-    out = img.convert("RGB").crop(box).resize((size, size))
+    out = img.convert("RGB").crop(box).resize((size, size)).rotate(90 * (k // 2 % 4))
     return ImageOps.mirror(out) if k % 2 else out
+
+
+# Stand-in images per COCO / Midjourney / GAN folder. 120 caption groups at the paper's 0.7/0.15/0.15
+# give 79/24/17 (each prompt source >= 37/10/8): the rehearsal's 9/9/9 per class, which DeepFeatureX's
+# 90:10 base-model views need, and its 8/2/2 per-source views (40 gave 1 creative test image and 45
+# photos 7 val: both found by the all-targets rehearsal).
+STAND_INS = 120
+
+
+def _stand_in_captions(photos: list) -> list:
+    """STAND_INS (photo, caption) pairs: the shipped photos, then again as "take 2", "take 3"..."""
+    out = []
+    for k in range(STAND_INS):
+        img, cap = photos[k % len(photos)]
+        out.append((img, cap if k < len(photos) else f"{cap}, take {k // len(photos) + 1}"))
+    return out
 
 
 def build_rehearsal_inputs(cfg: dict, root: str | Path = ".") -> list[Path]:
@@ -472,10 +489,10 @@ def build_rehearsal_inputs(cfg: dict, root: str | Path = ".") -> list[Path]:
     _replica_dir(coco_img)
     _replica_dir(coco_ann.parent)
     images, anns = [], []
-    for i, (img, cap) in enumerate(photos):
+    for i, (img, cap) in enumerate(_stand_in_captions(photos)):
         image_id = 139 + 1000 * i
         name = f"{image_id:012d}.jpg"
-        _variant(img, 0, 320).save(coco_img / name, "JPEG", quality=90)
+        _variant(img, i // len(photos), 320).save(coco_img / name, "JPEG", quality=90)
         images.append({"id": image_id, "file_name": name, "width": 320, "height": 320})
         anns += [{"id": 10 * i + j, "image_id": image_id, "caption": c} for j, c in enumerate([cap, f"A photo: {cap.lower()}"])]
     coco_ann.write_text(json.dumps({"info": {"description": "rehearsal stand-in"}, "images": images, "annotations": anns}))
@@ -486,12 +503,7 @@ def build_rehearsal_inputs(cfg: dict, root: str | Path = ".") -> list[Path]:
             continue
         folder = _replica_dir(root / spec["path"])
         rows = []
-        # 80 prompts (40 per source; the shipped photos again with a "take 2" caption): the hash split of
-        # the paper's fractions gives each source >= 25/5/4, enough for the rehearsal's 8/2/2 views (40
-        # images gave creative 1 test image, which the all-targets rehearsal caught).
-        for k in range(80):
-            img, cap = photos[k % len(photos)]
-            cap = cap if k < len(photos) else f"{cap}, take {k // len(photos) + 1}"
+        for k, (img, cap) in enumerate(_stand_in_captions(photos)):
             im = ImageOps.posterize(_variant(img, k + 1 + sum(gen.encode()) % 7, 256), 3 if spec["family"] == "midjourney" else 5)
             name = f"{gen}_{k:03d}.png"
             im.save(folder / name)
