@@ -74,11 +74,14 @@ def cmd_plan(args, cfg):
         )
     )
     tight = df[df["split_margin_sd"] < MIN_SPLIT_MARGIN_SD]
-    for row in tight.itertuples():
+    # one line per study (its classes share prompts and split) or benchmark margin, not per class
+    for (kind, margin, prompts), rows in tight.groupby(["kind", "split_margin_sd", "prompts"], sort=False):
+        names = list(rows["generator"])
         print(
-            f"warning: {row.generator}: its split is expected to clear split.counts by only "
-            f"{row.split_margin_sd:.1f} sd (binomial hash split of {row.prompts:.0f} prompts): it may come up short "
-            f"after rendering. Render more prompts or shift split.fractions toward the short split",
+            f"warning: {kind}: {', '.join(names[:4])}{f' (+{len(names) - 4} more)' if len(names) > 4 else ''}: "
+            f"the split is expected to clear split.counts by only {margin:.1f} sd (binomial hash split of "
+            f"{prompts:.0f} prompts): it may come up short after rendering. Render more prompts or shift "
+            f"split.fractions toward the short split",
             file=sys.stderr,
         )
 

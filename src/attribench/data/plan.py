@@ -60,6 +60,11 @@ def _prompts_of(spec: dict, cfg: dict, sources) -> int:
     return int(sum(min(cfg["prompts"]["sources"][s]["count"], cap) for s in sources))
 
 
+def _count_views(cfg: dict, gen: str) -> list[dict]:
+    """The dataset views with their own `counts` that hold class `gen` (they draw beyond the split sample)."""
+    return [v for name, v in cfg.get("datasets", {}).items() if "counts" in v and gen in planned_classes(cfg, name)]
+
+
 def _benchmark_margin(cfg: dict, gen: str, spec: dict) -> float | None:
     """The tightest split margin of a benchmark class: the split sample over all its prompts, and each
     view with its own `counts` over the prompts of that view's sources."""
@@ -67,11 +72,11 @@ def _benchmark_margin(cfg: dict, gen: str, spec: dict) -> float | None:
         return None  # imported: the folder decides its groups
     ipp = spec.get("images_per_prompt", 1)
     fractions = cfg["split"]["fractions"]
+    own = _sources(spec, cfg)
     margins = [split_margin(_prompts(spec, cfg), ipp, fractions, cfg["split"]["counts"])]
-    for name, view in cfg.get("datasets", {}).items():
-        if "counts" in view and gen in planned_classes(cfg, name):
-            srcs = [s for s in view.get("prompt_sources") or _sources(spec, cfg) if s in _sources(spec, cfg)]
-            margins.append(split_margin(_prompts_of(spec, cfg, srcs), ipp, fractions, view["counts"]))
+    for view in _count_views(cfg, gen):
+        srcs = [s for s in view.get("prompt_sources") or own if s in own]
+        margins.append(split_margin(_prompts_of(spec, cfg, srcs), ipp, fractions, view["counts"]))
     return min(m for m in margins if m is not None)
 
 
@@ -89,9 +94,7 @@ def _benchmark_read(cfg: dict, gen: str, spec: dict) -> int:
     prompt source's largest own-count view (views with `counts` draw beyond the split sample)."""
     total = sum(cfg["split"]["counts"].values())
     per_source: dict[str, float] = {}
-    for name, view in cfg.get("datasets", {}).items():
-        if "counts" not in view or gen not in planned_classes(cfg, name):
-            continue
+    for view in _count_views(cfg, gen):
         srcs = view.get("prompt_sources") or ["*"]
         for s in srcs:
             per_source[s] = max(per_source.get(s, 0), sum(view["counts"].values()) / len(srcs))

@@ -231,6 +231,11 @@ def view_generators(cfg: dict, name: str) -> list[str]:
     return sorted(keep)
 
 
+def experiment_views(exp: dict) -> list[str]:
+    """The dataset views an experiment entry reads: its train view, then its test views (default: train)."""
+    return list(dict.fromkeys([exp["train"], *(exp.get("test") or [])]))
+
+
 def check_view_inputs(cfg: dict, index: pd.DataFrame) -> None:
     """Every generator a view selects from the full index is one whose index file its runs read, and
     every view a benchmark run trains or tests on can be drawn from it (`counts` met per class, split and
@@ -242,11 +247,8 @@ def check_view_inputs(cfg: dict, index: pd.DataFrame) -> None:
                 f"dataset view '{name}' selects images of {missed}, which params say it cannot "
                 "(a generator's prompt_sources does not match its images): its runs would not read them"
             )
-    used = set()
-    for exp in cfg.get("experiments", {}).values():
-        if not exp.get("study"):  # a hyperparameter study's runs read the study's own index
-            test = exp.get("test") or [exp["train"]]
-            used |= {exp["train"], *([test] if isinstance(test, str) else test)}
+    # a hyperparameter study's runs read the study's own index
+    used = {v for exp in cfg.get("experiments", {}).values() if not exp.get("study") for v in experiment_views(exp)}
     errors = []
     for name in sorted(used & set(cfg.get("datasets", {}))):
         try:

@@ -11,7 +11,7 @@ import json
 from attribench.core import paths
 from attribench.core.hp_studies import describe, index_path, studies
 from attribench.core.paths import RUNS
-from attribench.data.views import view_generators
+from attribench.data.views import experiment_views, view_generators
 
 
 def run_metrics(experiment: str) -> dict:
@@ -124,7 +124,7 @@ def experiment_index(cfg: dict, name: str) -> list[str]:
     exp = cfg["experiments"].get(name) or {}
     if exp.get("study"):
         return [index_path(cfg, exp["study"])]
-    views = [exp["train"], *(exp.get("test") or [])] if exp else []
+    views = experiment_views(exp) if exp else []
     gens = sorted({g for v in views for g in view_generators(cfg, v)}) if exp else sorted(cfg["generators"])
     return [str(paths.class_index(cfg, g)) for g in gens]
 
