@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from attribench.core import config
-from attribench.core.rehearsal import stand_in_revision
+from attribench.core.rehearsal import SCALE_KEYS, stand_in_revision
 from attribench.core.schema import ConfigError, deep_merge
 from attribench.data.plan import plan
 
@@ -27,6 +27,14 @@ IDENTITY = (
 )
 
 
+def unscaled(entry):
+    """An entry without its scale settings (what a rehearsal may change), blocks left empty dropped."""
+    if not isinstance(entry, dict):
+        return entry
+    out = {k: unscaled(v) for k, v in entry.items() if k not in SCALE_KEYS}
+    return {k: v for k, v in out.items() if v != {}}
+
+
 @pytest.fixture(scope="module")
 def raw():
     with open("params.yaml") as f:
@@ -38,7 +46,11 @@ def test_rehearsal_keeps_every_entry_and_setting_and_only_scales(raw):
     reh = config.resolve({**raw, "rehearsal": True})
     assert reh["profile"] == "paper-rehearsal"  # its own data/ tree
     assert reh["generators"].keys() == paper["generators"].keys()
-    assert reh["experiments"] == paper["experiments"] and reh["tables"] == paper["tables"]
+    assert reh["tables"] == paper["tables"]
+    for kind in ("experiments", "attributors"):  # same entries; only their scale may differ
+        assert reh[kind].keys() == paper[kind].keys()
+        assert {n: unscaled(e) for n, e in reh[kind].items()} == {n: unscaled(e) for n, e in paper[kind].items()}
+    assert reh["experiments"]["fig15_res1024"]["training"]["input_size"] < 1024  # the scale did change
     assert reh["hub_models"].keys() == paper["hub_models"].keys()
     for model, pin in paper["hub_models"].items():  # confirmed pins stay; null ones get a stand-in revision
         want = pin["revision"] or stand_in_revision(model)
@@ -71,6 +83,11 @@ def test_rehearsal_block_may_not_change_what_runs(raw):
     )
     with pytest.raises(ConfigError, match="'sd_tiny' is not one"):
         config.resolve(bad)
+    # an entry without a `training` block may get one, but only to scale it
+    extra = {"rehearsal": True, "profiles": {"paper": {"rehearsal": {"attributors": {"clip_finetune": {}}}}}}
+    extra["profiles"]["paper"]["rehearsal"]["attributors"]["clip_finetune"]["training"] = {"lr": 1.0}
+    with pytest.raises(ConfigError, match=r"clip_finetune.training.lr: a rehearsal may change only scale"):
+        config.resolve(deep_merge(raw, extra))
 
 
 def test_smoke_has_no_rehearsal_block():

@@ -35,18 +35,23 @@ SCALE_KEYS = {
     "shards",
     "expand_to",
     "images_per_prompt",
+    "patch_size",
 }
+# Blocks the schema lets every attributor and experiment carry: a rehearsal may add one that an entry
+# leaves out (e.g. a smaller `training.input_size` for an attributor that trains at the default).
+SETTING_BLOCKS = {"training"}
 
 
 def _check(block: dict, base: dict, where: str) -> None:
     for key, value in block.items():
         path = f"{where}.{key}"
         if isinstance(value, dict) and key not in SCALE_KEYS:
-            if not isinstance(base.get(key), dict):
+            inner = base.get(key)
+            if not isinstance(inner, dict) and key not in SETTING_BLOCKS:
                 raise ConfigError(
                     f"params.yaml: {path}: a rehearsal only rescales existing entries; '{key}' is not one"
                 )
-            _check(value, base[key], path)
+            _check(value, inner if isinstance(inner, dict) else {}, path)
         elif key not in SCALE_KEYS:
             raise ConfigError(
                 f"params.yaml: {path}: a rehearsal may change only scale ({', '.join(sorted(SCALE_KEYS))}), not '{key}'"
