@@ -3,11 +3,12 @@ device equal the per-item dataset flips, and a run streamed (with or without loa
 the very same model as one holding its images in memory."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from attribench.data.imagedata import ImageDataset, normalise, resize_crop
-from attribench.data.pixelcache import iter_encoded, pixel_cache
+from attribench.data.pixelcache import encoded_cache, iter_encoded, pixel_cache
 from attribench.data.shards import load_images, write_shard
 from attribench.training.loop import flip_batch, train_run
 from toy_data import prompt_split_index, prompt_split_rows
@@ -57,6 +58,17 @@ def test_pixel_file_equals_decoding_in_memory(toy, tmp_path):
         list(iter_encoded(rows.assign(image_id=rows["image_id"].where(rows.index > 0, "nope"))))
 
 
+def test_encoded_file_gives_each_rows_bytes(toy, tmp_path):
+    _, index = toy
+    rows = index.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    rows = pd.concat([rows, rows.iloc[:3]], ignore_index=True)  # a row may repeat (one-vs-rest views)
+    enc = encoded_cache(rows, tmp_path)
+    blobs = load_images(rows)
+    assert len(enc) == len(rows) and all(enc[k] == blobs[i] for k, i in enumerate(rows["image_id"]))
+    assert enc.path.stat().st_size == sum(len(blobs[i]) for i in set(rows["image_id"]))  # each image once
+    assert encoded_cache(rows, tmp_path).path == enc.path and not list(tmp_path.glob(".*.tmp"))
+
+
 def test_batch_flips_on_the_device_equal_item_flips(toy):
     _, index = toy
     blobs = list(load_images(index).values())[:8]
@@ -81,11 +93,24 @@ def test_streamed_run_trains_the_same_model(toy, tmp_path):
     assert len(list((tmp_path / "cache").glob("*.u8"))) == 2  # train and val, built once, shared by both runs
 
 
+def test_streamed_run_with_an_augmentation_hook_trains_the_same_model(toy, tmp_path):
+    """Ju et al.'s blur + JPEG decodes the original bytes: streamed from an encoded file, not held."""
+    import attribench.methods.ju_fusion  # noqa: F401  registers the `ju` hook
+
+    _, index = toy
+    spec = {**SPEC, "augment": {"name": "ju", "p": 0.5}}
+    train_run(index, spec, tmp_path / "memory")
+    train_run(index, {**spec, "pixel_cache": str(tmp_path / "cache"), "num_workers": 2}, tmp_path / "stream")
+    want = (tmp_path / "memory" / "model.safetensors").read_bytes()
+    assert (tmp_path / "stream" / "model.safetensors").read_bytes() == want
+    assert len(list((tmp_path / "cache").glob("*.enc"))) == 1
+    plain = train_run(index, SPEC, tmp_path / "plain")  # the hook did change what was trained on
+    assert (tmp_path / "plain" / "model.safetensors").read_bytes() != want and plain["n_train"] > 0
+
+
 def test_gradient_accumulation_matches_the_full_batch(tmp_path):
     """micro_batch_size splits each batch; the weighted micro-losses give the full batch's gradient
     (a model without BatchNorm: equal up to float rounding)."""
-    import pandas as pd
-
     rng = np.random.default_rng(0)
     ids = [f"i{k}" for k in range(60)]
     labels = rng.integers(0, 3, 60)

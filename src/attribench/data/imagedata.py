@@ -92,7 +92,7 @@ class ImageDataset(Dataset):
         self.augment = augment if train else None
         if self.augment is not None and images is None:
             raise ValueError("an augmentation hook needs the encoded images (images=)")
-        self.encoded = list(images) if self.augment is not None else None
+        self.encoded = images if self.augment is not None else None  # a list, or a streamed EncodedFile
         self.seed, self.epoch = seed, 0
         self.flip = True  # the training loop turns it off and flips whole batches from the same stream
 
@@ -122,7 +122,7 @@ class ImageDataset(Dataset):
 
 def index_dataset(
     index: pd.DataFrame,
-    images: dict[str, bytes],
+    images: dict[str, bytes] | Sequence[bytes] | None,
     classes: Sequence[str],
     input_size: int,
     train: bool,
@@ -132,13 +132,14 @@ def index_dataset(
     pixels=None,
 ) -> ImageDataset:
     """Dataset over the rows of `index` (in row order); labels are positions in `classes`.
-    images: {image_id: bytes}, or None with `pixels` (the rows' streamed pixel file) and no augment.
+    images: {image_id: bytes}, a row-aligned sequence of bytes (pixelcache.EncodedFile), or None with
+    `pixels` (the rows' streamed pixel file) and no augment.
     text_inputs: {image_id: 1-D text vector} to carry alongside each image; augment: a hook's
     draw(rng) (hooks.make_augmentation), used only when train is True."""
     class_idx = {c: i for i, c in enumerate(classes)}
     ids = index["image_id"].tolist()
     return ImageDataset(
-        [images[i] for i in ids] if images is not None else None,
+        [images[i] for i in ids] if isinstance(images, dict) else images,
         [class_idx[g] for g in index["generator"]],
         input_size,
         train,

@@ -93,13 +93,16 @@ def experiment_spec(cfg: dict, name: str) -> dict:
 
 def transform_status(cfg: dict, name: str) -> str:
     """ "ok", or why an experiment's transform cannot run here ("needs weights" / "not available")."""
-    from attribench.transforms import (
-        availability,
-    )  # loads every transform plugin (torch): only for runs with a transform
-
     transform = experiment_spec(cfg, name).get("transform")
     if not transform:
         return "ok"
+    from attribench.transforms import availability  # every transform plugin (torch): only for runs with one
+    from attribench.transforms.weights import configure
+
+    # Hub ids at their pinned revisions, as every job's CLI looks them up: a fetched commit has no
+    # refs/main, so an unpinned look-up at DAG build said "needs weights" and left the run out of its
+    # figure, while the report job (pinned) then asked for it (the all-targets rehearsal found this).
+    configure(cfg)
     status = availability(transform)
     if status == "needs weights" and paths.zoo_model_dir(cfg, {"backend": "diffusers", **transform}):
         # A zoo pipeline the DAG builds before the run (a train input): on a fresh clone it is not there

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from attribench.core.io import atomic_path
 from attribench.data.imagedata import index_dataset, normalise, resize_crop, vector_dataset
-from attribench.data.pixelcache import pixel_cache
+from attribench.data.pixelcache import encoded_cache, pixel_cache
 from attribench.data.shards import load_images
 from attribench.models.attributors import build_attributor
 from attribench.training.fit import FitResult, Hooks, cpu_state, fit, history_line  # noqa: F401  (re-exported)
@@ -322,7 +322,8 @@ def _datasets(parts: dict[str, pd.DataFrame], spec: dict, classes: list[str], te
     if spec.get("pixel_cache"):
         px = {s: pixel_cache(df, size, spec["pixel_cache"], resize_crop) for s, df in parts.items()}
         log(f"streaming pixels from {', '.join(str(p.path) for p in px.values())}")
-        images = load_images(parts["train"]) if augment is not None else None  # the hook decodes originals
+        # the hook decodes originals: streamed from their own file too
+        images = encoded_cache(parts["train"], spec["pixel_cache"]) if augment is not None else None
         train_ds = index_dataset(
             parts["train"], images, train=True, seed=seed, augment=augment, pixels=px["train"], **common
         )
