@@ -248,12 +248,14 @@ def _cfg():
         "datasets": {
             "binary": {"labels": {"real": ["real"], "fake": "*"}},
             "dfx3": base,
+            "no_gan": {"exclude": ["dcgan_faces"]},  # the paper's N-way view leaves the GAN classes out
             **{f"b_{g}": {**base, "one_vs_rest": {"positive": g}} for g in ("dm", "gan", "real")},
         },
         "experiments": {
             "ju_binary": {"attributor": "ju", "train": "binary"},
             **{f"b_{g}": {"attributor": "base", "train": f"b_{g}"} for g in ("dm", "gan", "real")},
             "dfx3": {"attributor": "dfx", "train": "dfx3"},
+            "nway": {"attributor": "dfx", "train": "no_gan"},
         },
     }
 
@@ -332,12 +334,19 @@ def test_deepfeaturex_chain_weighted_ce_and_frozen_bases(real_index, tmp_path, m
         "delivery": {"size": 64, "format": "jpeg", "quality": 95},
         "deepfeaturex": {
             "experiment": "dfx3",
+            "attribution": "nway",
             "bases": ["b_dm", "b_gan", "b_real"],
             "real_label": "real",
             "perturbations": {"jpeg": [{"quality": 50}]},
         },
     }
+    m = run_experiment(cfg, "nway", real_index, Path("results/runs/nway"), threads=1)
+    assert m["classes"] == ["real", "sd_tiny"]
     df = deepfeaturex_table(cfg, real_index, tmp_path / "dfx.csv", tmp_path / "dfx.png")
+    # The N-way head is read on the 3-class test images of the classes it knows (not dcgan_faces).
+    nway = df[(df.task == "2way") & (df.perturbation == "clean") & (df.metric == "accuracy")]
+    n_rec = pd.read_parquet("results/runs/nway/predictions_no_gan.parquet")
+    assert nway.n.item() == 18 and nway.value.item() == pytest.approx((n_rec.true_label == n_rec.pred_label).mean())
     rec = pd.read_parquet("results/runs/dfx3/predictions_dfx3.parquet")
     acc = df[(df.task == "3class") & (df.perturbation == "clean") & (df.metric == "accuracy")].value.item()
     assert acc == pytest.approx((rec.true_label == rec.pred_label).mean())
@@ -351,6 +360,7 @@ def test_deepfeaturex_chain_weighted_ce_and_frozen_bases(real_index, tmp_path, m
         "base_real_vs_others",
         "3class",
         "binary_fake_vs_real",
+        "2way",
     }
     assert set(df[df.task == "3class"].perturbation) == {"clean", "jpeg"}
 
