@@ -266,6 +266,10 @@ def test_rehearsal_inputs_in_the_layouts_the_paper_profile_reads(tmp_path):
     for mj in ("midjourney_52", "midjourney_6"):
         spec = {**gens[mj], "captions": str(tmp_path / gens[mj]["captions"])}
         assert set(caption_sources(mj, spec, cfg).values()) == {"natural", "creative"}
+    # No two stand-in images share bytes, across folders too (Midjourney 5.2 and 6 did: an image in two classes)
+    files = [f for g in ("real", "midjourney_52", "midjourney_6") for f in (tmp_path / gens[g]["path"]).iterdir()]
+    images = [f for f in files if f.suffix in (".png", ".jpg")]
+    assert len(images) == 3 * 120 and len({hashlib.sha256(f.read_bytes()).digest() for f in images}) == len(images)
     real_data = tmp_path / "data/external/edits/magnific"
     (real_data / ".replica").unlink()
     with pytest.raises(FileExistsError, match="real data"):

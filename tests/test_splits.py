@@ -67,3 +67,25 @@ def test_images_without_prompt_are_their_own_group(tmp_path):
     }
     index = build_index([path], cfg)
     assert index.group.is_unique and set(index.split) == {"train", "val", "test"}
+
+
+def test_an_image_in_two_classes_stops_the_index_merge(tmp_path):
+    """Two import folders holding the same files (the rehearsal's Midjourney 5.2 / 6 stand-ins did) make
+    images with two labels: the merge names the classes and how many, and writes no index."""
+    import pytest
+
+    from attribench.data.splits import merge_index
+
+    cfg = {"seed": 0, "fractions": {"train": 0.6, "val": 0.2, "test": 0.2}, "counts": {"train": 4, "val": 1, "test": 1}}
+    a, b = _shards(tmp_path, gens=("a", "b"), n_prompts=10)
+    index = build_index([a, b], cfg)
+    clean = []
+    for g, rows in index.groupby("generator"):
+        clean.append(tmp_path / f"{g}.index.parquet")
+        rows.to_parquet(clean[-1])
+    assert len(merge_index(clean, tmp_path / "index.parquet")) == len(index)
+    copy = index[index.generator == "a"].head(3).assign(generator="b")  # a's bytes under class b too
+    copy.to_parquet(tmp_path / "dup.index.parquet")
+    with pytest.raises(ValueError, match=r"3 image\(s\) are in more than one class \(a \+ b: 3\)"):
+        merge_index([*clean, tmp_path / "dup.index.parquet"], tmp_path / "bad.parquet")
+    assert not (tmp_path / "bad.parquet").exists()

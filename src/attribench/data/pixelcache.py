@@ -43,7 +43,23 @@ def iter_encoded(rows: pd.DataFrame) -> Iterator[tuple[str, bytes]]:
         raise KeyError(f"{len(missing)} image id(s) not found in their shards, e.g. {sorted(missing)[:3]}")
 
 
-class PixelFile:
+class _FlatFile:
+    """A file read with os.pread, one descriptor per process (DataLoader workers open their own)."""
+
+    path: Path
+    _fd: int | None = None
+    _pid: int | None = None
+
+    def __getstate__(self) -> dict:  # spawned workers reopen the file themselves
+        return {**self.__dict__, "_fd": None, "_pid": None}
+
+    def _pread(self, count: int, offset: int) -> bytes:
+        if self._pid != os.getpid():  # a forked worker gets its own descriptor
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        return os.pread(self._fd, count, offset)
+
+
+class PixelFile(_FlatFile):
     """n uint8 (3, size, size) images in one flat file; items and slices are read on demand."""
 
     def __init__(self, path: str | Path, n: int, size: int):
@@ -51,15 +67,9 @@ class PixelFile:
         self.item_bytes = 3 * self.size * self.size
         if self.path.stat().st_size != self.n * self.item_bytes:
             raise ValueError(f"{self.path}: {self.path.stat().st_size} bytes, expected {n} images of {size}px")
-        self._fd, self._pid = None, None
-
-    def __getstate__(self) -> dict:  # DataLoader workers (spawn) reopen the file themselves
-        return {**self.__dict__, "_fd": None, "_pid": None}
 
     def _read(self, start: int, count: int) -> torch.Tensor:
-        if self._pid != os.getpid():  # a forked worker gets its own descriptor
-            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
-        buf = os.pread(self._fd, count * self.item_bytes, start * self.item_bytes)
+        buf = self._pread(count * self.item_bytes, start * self.item_bytes)
         arr = np.frombuffer(bytearray(buf), dtype=np.uint8)
         return torch.from_numpy(arr).view(count, 3, self.size, self.size)
 
@@ -84,8 +94,9 @@ def cache_key(image_ids: list[str], size: int, what: str = "uint8 resize_crop") 
     return h.hexdigest()[:24]
 
 
-def pixel_cache(rows: pd.DataFrame, size: int, folder: str | Path,
-                resize: Callable[[bytes, int], torch.Tensor]) -> PixelFile:
+def pixel_cache(
+    rows: pd.DataFrame, size: int, folder: str | Path, resize: Callable[[bytes, int], torch.Tensor]
+) -> PixelFile:
     """The rows' images (in row order) at `size`, built once into folder/<content key>.u8."""
     ids = rows["image_id"].tolist()
     path = Path(folder) / f"{cache_key(ids, size)}.u8"
@@ -104,25 +115,19 @@ def pixel_cache(rows: pd.DataFrame, size: int, folder: str | Path,
     return PixelFile(path, len(ids), size)
 
 
-class EncodedFile:
+class EncodedFile(_FlatFile):
     """n encoded images (any length each) in one flat file, row-aligned through an (n, 2) table of
-    (offset, length); item i is read with os.pread."""
+    (offset, length); item i is read on demand."""
 
     def __init__(self, path: str | Path, spans: np.ndarray):
         self.path, self.spans = Path(path), np.asarray(spans, dtype=np.int64)
-        self._fd, self._pid = None, None
-
-    def __getstate__(self) -> dict:  # DataLoader workers reopen the file themselves
-        return {**self.__dict__, "_fd": None, "_pid": None}
 
     def __len__(self) -> int:
         return len(self.spans)
 
     def __getitem__(self, i: int) -> bytes:
-        if self._pid != os.getpid():
-            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
         offset, length = self.spans[int(i)]
-        return os.pread(self._fd, int(length), int(offset))
+        return self._pread(int(length), int(offset))
 
 
 def encoded_cache(rows: pd.DataFrame, folder: str | Path) -> EncodedFile:

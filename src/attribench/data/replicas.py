@@ -11,6 +11,7 @@ Built from the smoke zoo's tiny components (attribench.data.zoo). Repos that shi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -455,6 +456,17 @@ def _variant(img, k: int, size: int = 256):
     return ImageOps.mirror(out) if k % 2 else out
 
 
+def _own_bytes(img, key: str):
+    """The image with faint noise seeded by `key`: two folders made from the same photos share no file
+    (Midjourney 5.2 and 6 did, and the index check refuses an image in two classes)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little"))
+    arr = np.asarray(img.convert("RGB"), dtype=np.int16) + rng.integers(-2, 3, (img.height, img.width, 3))
+    return Image.fromarray(arr.clip(0, 255).astype(np.uint8))
+
+
 # Stand-in images per COCO / Midjourney / GAN folder. 120 caption groups at the paper's 0.7/0.15/0.15
 # give 79/24/17 (each prompt source >= 37/10/8): the rehearsal's 9/9/9 per class, which DeepFeatureX's
 # 90:10 base-model views need, and its 8/2/2 per-source views (40 gave 1 creative test image and 45
@@ -505,6 +517,7 @@ def build_rehearsal_inputs(cfg: dict, root: str | Path = ".") -> list[Path]:
         rows = []
         for k, (img, cap) in enumerate(_stand_in_captions(photos)):
             im = ImageOps.posterize(_variant(img, k + 1 + sum(gen.encode()) % 7, 256), 3 if spec["family"] == "midjourney" else 5)
+            im = _own_bytes(im, f"{gen}/{k}")
             name = f"{gen}_{k:03d}.png"
             im.save(folder / name)
             rows.append((name, cap, "natural" if k % 2 == 0 else "creative"))

@@ -105,6 +105,21 @@ def read_index(paths: list[str | Path]) -> pd.DataFrame:
 
 def merge_index(class_files: list[str | Path], out: str | Path) -> pd.DataFrame:
     index = read_index(class_files)
+    check_one_class_per_image(index)
     with atomic_path(out) as tmp:
         index.to_parquet(tmp, index=False)
     return index
+
+
+def check_one_class_per_image(index: pd.DataFrame) -> None:
+    """An image id is a content hash: the same bytes in two classes have no one label (e.g. two import
+    folders holding the same files). Every such pair of classes is named, with how many images."""
+    classes = index.groupby("image_id")["generator"].unique()
+    shared = classes[classes.map(len) > 1]
+    if len(shared):
+        pairs = shared.map(lambda g: " + ".join(sorted(g))).value_counts()
+        raise ValueError(
+            f"{len(shared)} image(s) are in more than one class ("
+            + "; ".join(f"{k}: {v}" for k, v in pairs.items())
+            + f"), e.g. {shared.index[0]}: the same bytes cannot carry two labels (do two import folders hold the same files?)"
+        )

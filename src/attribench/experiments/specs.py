@@ -97,7 +97,7 @@ def transform_status(cfg: dict, name: str) -> str:
     if not transform:
         return "ok"
     from attribench.transforms import availability  # every transform plugin (torch): only for runs with one
-    from attribench.transforms.weights import configure
+    from attribench.transforms.weights import configure  # with availability: a transform's hub pins
 
     # Hub ids at their pinned revisions, as every job's CLI looks them up: a fetched commit has no
     # refs/main, so an unpinned look-up at DAG build said "needs weights" and left the run out of its
