@@ -31,6 +31,7 @@ from attribench.data.imagedata import (
 from attribench.data.pixelcache import pixel_cache
 from attribench.data.shards import load_images
 from attribench.data.views import label_of
+from attribench.experiments.specs import streams_pixels
 from attribench.training import calibration as cal
 from attribench.training import openset
 from attribench.training.loop import load_model, torch_settings
@@ -68,7 +69,7 @@ def _pixels(cfg: dict, spec: dict, rows: pd.DataFrame, size: int):
     """uint8 images at the run's input size, row-aligned: streamed from the pixel file the training
     read (the same pixels; a paper run's 41,600 train images at 224 px would be 25 GB of float host
     memory, at Fig. 15's 1024 px 520 GB), or decoded into memory where the run turned the cache off."""
-    if spec["training"].get("pixel_cache", True) is not False:
+    if streams_pixels(spec["training"]):
         return pixel_cache(rows, size, paths.pixel_cache_dir(cfg), resize_crop)
     images = load_images(rows)
     return torch.stack([resize_crop(images[i], size) for i in rows["image_id"]])

@@ -42,6 +42,7 @@ from attribench.experiments.specs import (  # noqa: F401  (re-exported)
     model_kwargs_for_size,
     resolve_runs,
     run_metrics,
+    streams_pixels,
     transform_status,
     upstream_runs,
     uses_text,
@@ -131,7 +132,7 @@ def predict_rows(cfg: dict, spec: dict, run_dir: str | Path, rows: pd.DataFrame)
         stacked = torch.stack([vectors[i] for i in rows["image_id"]])
         if not is_image_text_model(spec["attributor"]):
             return predict_features(run_dir, stacked, device)
-    if spec["training"].get("pixel_cache", True) is not False:  # streamed: the test set never sits in RAM
+    if streams_pixels(spec["training"]):  # streamed: the test set never sits in RAM
         return predict_streamed(run_dir, rows, paths.pixel_cache_dir(cfg), device, stacked)
     images = load_images(rows)
     extra = {"text_vectors": stacked} if vectors is not None else {}
@@ -237,7 +238,7 @@ def run_experiment(
         run_spec["features"] = features
     if num_threads:
         run_spec["num_threads"] = num_threads
-    if inputs is None and run_spec.get("pixel_cache", True) is not False:  # stream images (pixelcache.py)
+    if inputs is None and streams_pixels(run_spec):  # stream images (pixelcache.py)
         run_spec["pixel_cache"] = str(paths.pixel_cache_dir(cfg))
     extra = {"text_inputs": text_inputs} if text_inputs is not None else {}
     # The attributor kind picks its trainer (attribench.training.trainers): cross-entropy unless a method

@@ -91,6 +91,11 @@ def experiment_spec(cfg: dict, name: str) -> dict:
     return spec
 
 
+def streams_pixels(training: dict) -> bool:
+    """A run's images stream from uint8 pixel files (pixelcache.py) unless its training turns the cache off."""
+    return training.get("pixel_cache", True) is not False
+
+
 def transform_status(cfg: dict, name: str) -> str:
     """ "ok", or why an experiment's transform cannot run here ("needs weights" / "not available")."""
     transform = experiment_spec(cfg, name).get("transform")
