@@ -25,9 +25,13 @@ trap 'kill $standin 2>/dev/null || true' EXIT
 for _ in $(seq 50); do [ -s "$url_file" ] && break; sleep 0.2; done
 export OPENAI_BASE_URL=$(cat "$url_file")
 
-# One thread per training: two toy trainings side by side beat one at two threads (their imports, data
-# loading and plots are single-threaded; two study runs: 46 s side by side vs 53 s one after the other).
-SNAKE=(snakemake --cores "$CORES" --set-threads train=1 --config profile=paper rehearsal=true --rerun-incomplete)
+# One thread per training and per model-running report (the registry's `gpu` entries, which otherwise take
+# every core): two toy jobs side by side beat one at two threads (their imports, data loading and plots are
+# single-threaded; two study runs: 46 s side by side vs 53 s one after the other). With two threads each, the
+# reports ran one at a time at the end of the all-targets rehearsal: 875 s with one core idle.
+one_thread=$(python -c "from attribench.reports.registry import load_reports
+print(' '.join(f'report_{n}=1' for n, r in sorted(load_reports().items()) if r.gpu))")
+SNAKE=(snakemake --cores "$CORES" --set-threads train=1 $one_thread --config profile=paper rehearsal=true --rerun-incomplete)
 "${SNAKE[@]}" results/dataset_summary.csv results/table1.csv
 stamp "13 paper classes rendered, split and Table 1 built"
 if [ $# -gt 0 ]; then

@@ -50,10 +50,11 @@ def forward_rows(cfg: dict, spec: dict, run_dir: Path, rows: pd.DataFrame) -> tu
     images, cached frozen-feature vectors, or images + cached prompt embeddings."""
     from attribench.models.features import feature_inputs  # backbones load only for feature runs
 
-    model, meta = load_model(run_dir)
+    device = spec["training"].get("device", "cpu")  # where the run predicts (a paper run: the GPU, not the host)
+    model, meta = load_model(run_dir, device)
     features, text, x, prepare = spec["attributor"].get("features"), None, None, normalise
     if features:
-        vectors = feature_inputs(rows, features, paths.features_dir(cfg), device=spec["training"].get("device", "cpu"))
+        vectors = feature_inputs(rows, features, paths.features_dir(cfg), device=device)
         stacked = torch.stack([vectors[i] for i in rows["image_id"]]).float()
         if spec["attributor"].get("kind", "").endswith("_text"):  # image model + prompt embedding
             text = stacked
@@ -62,7 +63,9 @@ def forward_rows(cfg: dict, spec: dict, run_dir: Path, rows: pd.DataFrame) -> tu
     if x is None:
         x = _pixels(cfg, spec, rows, int(meta["input_size"]))
     with torch_settings(meta.get("num_threads")):
-        return openset.logits_and_features(model, x, meta["eval_batch_size"], len(meta["classes"]), prepare, text=text)
+        return openset.logits_and_features(
+            model, x, meta["eval_batch_size"], len(meta["classes"]), prepare, device=device, text=text
+        )
 
 
 def _pixels(cfg: dict, spec: dict, rows: pd.DataFrame, size: int):
@@ -87,9 +90,11 @@ def write_inference_files(
     test_rows: pd.DataFrame,
     classes: list[str],
     metrics: dict,
+    test_logits: np.ndarray | None = None,
 ) -> dict:
     """Fit temperature + open-set statistics on the run's train / val rows (`run_index`, labelled)
-    and write the files above. `test_rows`: the primary test set's rows of known classes."""
+    and write the files above. `test_rows`: the primary test set's rows of known classes;
+    `test_logits`: their logits where the caller already has them (the test pass runs once)."""
     run_dir = Path(run_dir)
     train, val = (run_index[run_index["split"] == s].reset_index(drop=True) for s in ("train", "val"))
     z_val, f_val = forward_rows(cfg, spec, run_dir, val)
@@ -105,7 +110,11 @@ def write_inference_files(
 
     calib = {"val": _before_after(z_val, y_val, temperature)}
     if len(test_rows):
-        z_test, _ = forward_rows(cfg, spec, run_dir, test_rows.reset_index(drop=True))
+        z_test = (
+            test_logits
+            if test_logits is not None
+            else forward_rows(cfg, spec, run_dir, test_rows.reset_index(drop=True))[0]
+        )
         y_test = _labels(test_rows, classes)
         calib["test"] = _before_after(z_test, y_test, temperature)
         cal.plot_reliability(

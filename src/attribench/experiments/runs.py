@@ -245,9 +245,15 @@ def run_experiment(
     # registered its own (Jiang et al.'s encoder: supcon).
     summary = trainer_for(spec["attributor"]["kind"])(run_index, run_spec, out_dir, inputs=inputs, **extra)
 
-    blocks = {}
+    # Each test set goes through the model once: its logits give the predictions here and the primary
+    # set's calibration in write_inference_files (softmax(logits) is what predict_rows returns).
+    from attribench.experiments.inference import forward_rows, write_inference_files  # torch: runs only
+    from attribench.training.openset import probabilities  # torch: runs only
+
+    blocks, logits = {}, {}
     for test, rows in test_rows.items():
-        probs = predict_rows(cfg, spec, out_dir, rows)
+        logits[test], _ = forward_rows(cfg, spec, out_dir, rows.reset_index(drop=True))
+        probs = probabilities(logits[test])
         known = label_of(rows).isin(classes).to_numpy()
         y_true = np.array([classes.index(g) for g in label_of(rows)[known]])
         y_pred = probs.argmax(1)
@@ -286,10 +292,10 @@ def run_experiment(
     if spec.get("study"):
         metrics["study"] = spec["study"]
     # The run answers for new images on its own: temperature, unknown-generator thresholds, model card.
-    from attribench.experiments.inference import write_inference_files  # torch: loaded only when a run finishes
-
-    primary_known = test_rows[primary][label_of(test_rows[primary]).isin(classes).to_numpy()]
-    write_inference_files(cfg, spec, out_dir, run_index, _labelled(primary_known), classes, metrics)
+    known = label_of(test_rows[primary]).isin(classes).to_numpy()
+    write_inference_files(
+        cfg, spec, out_dir, run_index, _labelled(test_rows[primary][known]), classes, metrics, logits[primary][known]
+    )
     with atomic_path(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -46,7 +46,7 @@ def logits_and_features(
     hook = head.register_forward_hook(lambda m, inp, out: feats.append(inp[0].detach().float().cpu())) if head else None
     try:
         for s in range(0, len(x), batch_size):
-            args = [prepare(x[s : s + batch_size]).to(device)]
+            args = [prepare(x[s : s + batch_size].to(device))]  # moved, then prepared: as predict_batches does
             if text is not None:
                 args.append(text[s : s + batch_size].to(device))
             logits.append(model(*args).float().cpu())
