@@ -77,3 +77,28 @@ def test_experiment_spec_names_missing_pieces():
         assert "nope" in str(err)
     else:
         raise AssertionError("an unknown dataset must be an error")
+
+
+def test_a_finished_run_sees_each_image_once(tmp_path, monkeypatch):
+    """After training, predictions, calibration and open-set statistics share one pass over each
+    image (a paper test set is 5,850 images; the primary one used to go through the model twice)."""
+    from attribench.experiments import inference
+    from attribench.training import loop
+
+    images_in, load = [], loop.load_model
+
+    def counting_load(*args, **kwargs):  # every pass after training rebuilds the run from its files
+        model, meta = load(*args, **kwargs)
+        model.register_forward_hook(lambda m, inp, out: images_in.append(len(inp[0])))
+        return model, meta
+
+    monkeypatch.setattr(loop, "load_model", counting_load)
+    monkeypatch.setattr(inference, "load_model", counting_load)
+    cfg = _cfg()
+    out = tmp_path / "runs" / "xd"
+    m = run_experiment(cfg, "xd", _index(tmp_path), out, threads=1)
+    # the open-set statistics read the train images once, the temperature the val images once, and
+    # each test set is predicted once: its logits also give the primary set's calibration
+    assert sum(images_in) == m["n_train"] + m["n_val"] + sum(b["n"] for b in m["test"].values())
+    card = json.loads((out / "predict.json").read_text())
+    assert card["calibration"]["test"]["before"]["ece"] >= 0 and card["unknown"]["decision_score"] == "mahalanobis"
