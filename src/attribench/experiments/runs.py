@@ -28,12 +28,10 @@ from attribench.core import paths
 from attribench.core.io import atomic_path
 from attribench.data.views import label_of, select
 from attribench.training.metrics import bootstrap_ci, classification_metrics, plot_confusion
-from attribench.data.shards import load_images
 from attribench.data.splits import read_index
 from attribench.core.paths import PLOTS, RUNS  # noqa: F401  (re-exported)
 from attribench.transforms.derived import derived_view
 from attribench.training.trainers import trainer_for
-from attribench.training.loop import predict, predict_features
 from attribench.models.features import feature_inputs
 from attribench.experiments.specs import (  # noqa: F401  (re-exported)
     describe_model,
@@ -116,43 +114,17 @@ def _write_test_outputs(out_dir: Path, test: str, classes, rows: pd.DataFrame, k
 
 
 def feature_cache_dir(cfg: dict) -> Path:
-    return Path("data") / cfg["profile"] / "features"
+    return paths.features_dir(cfg)
 
 
 def predict_rows(cfg: dict, spec: dict, run_dir: str | Path, rows: pd.DataFrame) -> np.ndarray:
     """Class probabilities of a trained run for index rows (image_id, shard, prompt_id, prompt),
-    whatever the attributor eats: images, cached feature vectors, or images + prompt embedding."""
-    import torch
+    whatever the attributor eats: softmax of the logits of `forward_rows`, the one pass a finished
+    run makes over images (what run_experiment records, and what `predict()` gives back)."""
+    from attribench.experiments.inference import forward_rows  # torch: only when a run or report predicts
+    from attribench.training.openset import probabilities  # torch: as above
 
-    features = spec["attributor"].get("features")
-    device = spec["training"].get("device", "cpu")
-    vectors = stacked = None
-    if features:
-        vectors = feature_inputs(rows, features, feature_cache_dir(cfg), device=device)
-        stacked = torch.stack([vectors[i] for i in rows["image_id"]])
-        if not is_image_text_model(spec["attributor"]):
-            return predict_features(run_dir, stacked, device)
-    if streams_pixels(spec["training"]):  # streamed: the test set never sits in RAM
-        return predict_streamed(run_dir, rows, paths.pixel_cache_dir(cfg), device, stacked)
-    images = load_images(rows)
-    extra = {"text_vectors": stacked} if vectors is not None else {}
-    return predict(run_dir, [images[i] for i in rows["image_id"]], device, **extra)
-
-
-def predict_streamed(
-    run_dir: str | Path, rows: pd.DataFrame, cache: Path, device: str = "cpu", text=None
-) -> np.ndarray:
-    """`predict` for an image run, its images read from a pixel file at its input size (pixelcache.py);
-    the same probabilities as decoding them all in memory."""
-    from attribench.data.imagedata import resize_crop  # torch: not at DAG-build time
-    from attribench.data.pixelcache import pixel_cache  # torch: not at DAG-build time
-    from attribench.training.loop import _text_vectors, load_model, predict_pixels, torch_settings  # torch
-
-    model, meta = load_model(run_dir, device)
-    pixels = pixel_cache(rows, meta["input_size"], cache, resize_crop)
-    with torch_settings(meta.get("num_threads")):
-        text = _text_vectors(run_dir, meta, len(rows), None, text) if meta.get("text") else None
-        return predict_pixels(model, pixels, meta["eval_batch_size"], device, text)
+    return probabilities(forward_rows(cfg, spec, Path(run_dir), rows.reset_index(drop=True))[0])
 
 
 def _labelled(df: pd.DataFrame) -> pd.DataFrame:
